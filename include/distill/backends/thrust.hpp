@@ -1,0 +1,167 @@
+// distill/backends/thrust.hpp: the Thrust backend and the Thrust adapters.
+//
+// thrust_backend<Policy, Space> runs a loss's row kernel with thrust::for_each_n
+// over the rows and reduces the per-row results with thrust::reduce, under any
+// Thrust execution policy: thrust::device (CUDA under nvcc, or the OMP / CPP
+// device system chosen by THRUST_DEVICE_SYSTEM with a host compiler),
+// thrust::cuda::par.on(stream), thrust::omp::par, thrust::host, ...
+//
+// Space is the memory space the policy runs on. thrust_device(policy) runs on
+// device_space tensors (thrust::device_vector, device_ptr); thrust_host(policy)
+// runs Thrust on host_space tensors. The row kernels are the same host/device
+// functions the CPU backend calls.
+//
+// Workspace: the run step keeps one value per row (and one d/dT per row) in the
+// caller's workspace; thrust::reduce may still allocate its own temporary
+// storage through the policy's allocator (pass a policy with a custom allocator,
+// e.g. thrust::cuda::par(alloc), to control it).
+#pragma once
+
+#include <thrust/device_ptr.h>
+#include <thrust/device_vector.h>
+#include <thrust/execution_policy.h>
+#include <thrust/fill.h>
+#include <thrust/for_each.h>
+#include <thrust/host_vector.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/reduce.h>
+#include <thrust/transform_reduce.h>
+
+#include <cstddef>
+
+#include "../core/backend.hpp"
+#include "../core/dense_tensor.hpp"
+#include "../core/tensor.hpp"
+
+namespace distill {
+
+namespace detail {
+/// for_each body: runs the row kernel and stores its result for the reduction.
+template <class T, class Kernel>
+struct thrust_row_writer {
+    Kernel kernel;
+    vector_ref<T> per_row_loss;  // reduction none: the loss output itself; else workspace
+    T* per_row_dtemperature;     // workspace, or null
+    DISTILL_HD void operator()(index_t i) const noexcept {
+        const row_result<T> r = kernel(i);
+        per_row_loss[i] = r.value;
+        if (per_row_dtemperature) per_row_dtemperature[i] = r.dtemperature;
+    }
+};
+}  // namespace detail
+
+template <class Policy, class Space = device_space>
+struct thrust_backend {
+    using memory_space = Space;
+    Policy policy;
+
+    template <class R, class F, class Op>
+    R transform_reduce(index_t n, const F& f, R init, const Op& op) const {
+        return thrust::transform_reduce(policy, thrust::counting_iterator<index_t>(0),
+                                        thrust::counting_iterator<index_t>(n), f, init, op);
+    }
+
+    template <class T>
+    static constexpr std::size_t rows_workspace_bytes(index_t n, reduction red, bool want_dtemperature) noexcept {
+        const std::size_t arrays = (red != reduction::none ? 1u : 0u) + (want_dtemperature ? 1u : 0u);
+        return arrays * static_cast<std::size_t>(n) * sizeof(T);
+    }
+
+    template <class T, class Kernel>
+    void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
+                  workspace ws) const {
+        T* scratch = static_cast<T*>(ws.data);
+        detail::vector_ref<T> per_row_loss = loss;
+        if (red != reduction::none) {
+            per_row_loss = {scratch, n, 1};
+            scratch += n;
+        }
+        T* per_row_dtemperature = dtemperature ? scratch : nullptr;
+        thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), n,
+                           detail::thrust_row_writer<T, Kernel>{kernel, per_row_loss, per_row_dtemperature});
+        if (red != reduction::none) {
+            const T total = thrust::reduce(policy, per_row_loss.data, per_row_loss.data + n, T(0));
+            thrust::fill_n(policy, loss.data, 1, total);
+        }
+        if (dtemperature) {
+            const T total = thrust::reduce(policy, per_row_dtemperature, per_row_dtemperature + n, T(0));
+            thrust::fill_n(policy, dtemperature, 1, total);
+        }
+    }
+
+    /// Reads one element (a label or weight named in an error message, a scalar result).
+    template <class T>
+    static T load(const T* p) {
+        if constexpr (std::is_same_v<Space, device_space>) return *thrust::device_ptr<const T>(p);
+        else return *p;
+    }
+};
+
+/// Thrust on device memory (the default for device_space tensors).
+template <class Policy = thrust::detail::device_t>
+constexpr thrust_backend<Policy, device_space> thrust_device(const Policy& policy = thrust::device) {
+    return {policy};
+}
+/// Thrust on host memory (e.g. thrust::host, or thrust::omp::par on host arrays).
+template <class Policy = thrust::detail::host_t>
+constexpr thrust_backend<Policy, host_space> thrust_host(const Policy& policy = thrust::host) {
+    return {policy};
+}
+
+template <>
+struct default_backend<device_space> {
+    using type = thrust_backend<thrust::detail::device_t, device_space>;
+};
+
+namespace detail {
+template <class T>
+struct storage_for<T, device_space> {
+    using type = thrust::device_vector<T>;
+    static T* data(type& v) noexcept { return thrust::raw_pointer_cast(v.data()); }
+    static const T* data(const type& v) noexcept { return thrust::raw_pointer_cast(v.data()); }
+};
+}  // namespace detail
+
+/// thrust::device_vector: a rank-1 device view (use distill::as_matrix(v, rows, cols) for 2-D).
+template <class T, class Alloc>
+struct tensor_adapter<thrust::device_vector<T, Alloc>> {
+    static vector_view<T, device_space> view(thrust::device_vector<T, Alloc>& v) noexcept {
+        return make(thrust::raw_pointer_cast(v.data()), v.size());
+    }
+    static vector_view<const T, device_space> view(const thrust::device_vector<T, Alloc>& v) noexcept {
+        return make(thrust::raw_pointer_cast(v.data()), v.size());
+    }
+
+private:
+    template <class E>
+    static vector_view<E, device_space> make(E* p, std::size_t n) noexcept {
+        const index_t ext = static_cast<index_t>(n), str = 1;
+        return vector_view<E, device_space>(p, 1, &ext, &str);
+    }
+};
+
+/// thrust::host_vector: a rank-1 host view.
+template <class T, class Alloc>
+struct tensor_adapter<thrust::host_vector<T, Alloc>> {
+    static vector_view<T> view(thrust::host_vector<T, Alloc>& v) noexcept { return make(v.data(), v.size()); }
+    static vector_view<const T> view(const thrust::host_vector<T, Alloc>& v) noexcept { return make(v.data(), v.size()); }
+
+private:
+    template <class E>
+    static vector_view<E> make(E* p, std::size_t n) noexcept {
+        const index_t ext = static_cast<index_t>(n), str = 1;
+        return vector_view<E>(p, 1, &ext, &str);
+    }
+};
+
+/// A device view of contiguous row-major memory behind a thrust::device_ptr: make_view(ptr, rows, cols).
+template <class T, class... E>
+    requires(sizeof...(E) >= 1 && (std::is_integral_v<E> && ...))
+strided_view<T, sizeof...(E), device_space> make_view(thrust::device_ptr<T> data, E... extents) noexcept {
+    const index_t ext[] = {static_cast<index_t>(extents)...};
+    index_t str[sizeof...(E)];
+    detail::row_major_strides<sizeof...(E)>(ext, str);
+    return strided_view<T, sizeof...(E), device_space>(thrust::raw_pointer_cast(data), sizeof...(E), ext, str);
+}
+
+}  // namespace distill

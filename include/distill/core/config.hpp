@@ -1,0 +1,37 @@
+// distill/core/config.hpp: configuration macros shared by every header.
+//
+// DISTILL_HD            marks a function callable from host and device code
+//                       (__host__ __device__ under nvcc, nothing elsewhere).
+// DISTILL_HAS_EXCEPTIONS 1 when the translation unit is compiled with
+//                       exceptions enabled (overridable by defining it to 0).
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define DISTILL_HD __host__ __device__
+#define DISTILL_DEVICE_COMPILER 1
+#else
+#define DISTILL_HD
+#define DISTILL_DEVICE_COMPILER 0
+#endif
+
+#ifndef DISTILL_HAS_EXCEPTIONS
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || (defined(_MSC_VER) && defined(_CPPUNWIND))
+#define DISTILL_HAS_EXCEPTIONS 1
+#else
+#define DISTILL_HAS_EXCEPTIONS 0
+#endif
+#endif
+
+#define DISTILL_VERSION_MAJOR 0
+#define DISTILL_VERSION_MINOR 1
+#define DISTILL_VERSION_PATCH 0
+
+#include <cstdint>
+
+namespace distill {
+
+/// Signed index type used for every extent, stride and element offset.
+/// Products of extents are always formed in this 64-bit type.
+using index_t = std::int64_t;
+
+}  // namespace distill

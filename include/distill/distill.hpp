@@ -1,0 +1,15 @@
+// distill/distill.hpp: the core umbrella header (no third-party dependency).
+//
+// Views and the tensor customisation point, status and reductions, the CPU
+// backend, and every loss. Backends and adapters for third-party types are
+// opt-in: <distill/eigen.hpp>, <distill/xtensor.hpp>, <distill/thrust.hpp>.
+#pragma once
+
+#include "core/backend.hpp"
+#include "core/config.hpp"
+#include "core/dense_tensor.hpp"
+#include "core/reduction.hpp"
+#include "core/status.hpp"
+#include "core/tensor.hpp"
+#include "core/view.hpp"
+#include "losses/response/kd.hpp"

@@ -1,0 +1,284 @@
+// distill/losses/response/kd.hpp: Hinton's knowledge-distillation loss.
+//
+// G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural
+// Network", NIPS 2014 Deep Learning Workshop (arXiv:1503.02531).
+// Logit standardization: S. Sun, W. Ren, J. Li, R. Wang, X. Cao, "Logit
+// Standardization in Knowledge Distillation", CVPR 2024.
+//
+// For a temperature T > 0 and row i, with s = student_i / T, t = teacher_i / T,
+// ls = log_softmax(s), lt = log_softmax(t), ps = exp(ls), pt = exp(lt):
+//
+//     L_i = T^2 * sum_c pt_c (lt_c - ls_c)          (= T^2 KL(p_t || p_s))
+//
+// reduced over rows with the weights of distill::reduction. With standardize,
+// each row z of student and teacher is first replaced by
+// (z - mean(z)) / (1e-7 + std(z)) (unbiased std) before the division by T.
+//
+// Gradients (from the same per-row statistics as the loss):
+//     dL_i/d student_ic = w_i T (ps_c - pt_c)                     (no standardize)
+//     dL_i/dT = w_i [2T KL_i - T (sum_c (ps_c - pt_c) s_c + sum_c pt_c (lt_c - ls_c - KL_i) t_c)]
+// and through the standardization's Jacobian when standardize is on.
+//
+// Cost: O(N C) time, O(1) extra memory per row, no N x C temporaries. A row is
+// read twice: once for the online max / sum-exp of student and teacher, once to
+// form probabilities, the loss and the gradient (plus two reads for the moments
+// and one more gradient pass when standardize is on). Masked (-inf) logits are
+// probability 0: a -inf teacher entry contributes nothing; a -inf student entry
+// where the teacher has mass makes the loss +inf.
+#pragma once
+
+#include <cstdint>
+
+#include "common.hpp"
+#include "result.hpp"
+
+namespace distill {
+
+/// Parameters of kd. Real is the type the parameters are stored in: kd_options (double) for
+/// general use; kd_float_options for float-only builds that must not touch double arithmetic.
+template <class Real>
+struct basic_kd_options {
+    Real temperature = 1;                      ///< T > 0 and finite
+    reduction reduce = reduction::batchmean;   ///< batchmean, sum or none
+    std::int64_t ignore_index = -100;          ///< rows whose label equals this get weight 0
+    bool standardize = false;                  ///< logit standardization (needs C >= 2)
+};
+using kd_options = basic_kd_options<double>;
+using kd_float_options = basic_kd_options<float>;
+
+namespace detail {
+
+template <class T>
+inline constexpr T logit_standardize_eps = T(1e-7);
+
+/// s' = (x - shift) * scale: the tempered (and possibly standardized) logit of x.
+template <class T>
+struct row_transform {
+    T shift = 0;
+    T scale = 1;
+    T inv_d = 1;  ///< 1 / (eps + sigma) when standardizing
+    T sigma = 0;  ///< unbiased standard deviation when standardizing
+    DISTILL_HD constexpr T operator()(T x) const noexcept { return (x - shift) * scale; }
+};
+
+template <class T>
+DISTILL_HD inline row_transform<T> standardizing_transform(const T* x, index_t cols, index_t stride, T inv_tau) noexcept {
+    T sum = 0;
+    for (index_t c = 0; c < cols; ++c) sum += x[c * stride];
+    const T mean = sum / T(cols);
+    T m2 = 0;
+    for (index_t c = 0; c < cols; ++c) {
+        const T u = x[c * stride] - mean;
+        m2 += u * u;
+    }
+    row_transform<T> r;
+    r.shift = mean;
+    r.sigma = detail::sqrt(m2 / T(cols - 1));
+    r.inv_d = T(1) / (logit_standardize_eps<T> + r.sigma);
+    r.scale = r.inv_d * inv_tau;
+    return r;
+}
+
+/// Online max and sum of exp(x - max): log-sum-exp in one pass.
+template <class T>
+struct online_logsumexp {
+    T max = lowest<T>();
+    T sum = 0;
+    DISTILL_HD void add(T x) noexcept {
+        if (x > max) {
+            sum = sum * detail::exp(max - x) + T(1);
+            max = x;
+        } else {
+            sum += detail::exp(x - max);
+        }
+    }
+    DISTILL_HD T value() const noexcept { return max + detail::log(sum); }
+};
+
+/// The kd row kernel: loss, gradient row and d/dT of row i. Shared by every backend.
+template <class T, class Label>
+struct kd_row_kernel {
+    matrix_ref<const T> student, teacher;
+    matrix_ref<T> grad;  // may be absent
+    row_weighting<T, Label> weighting;
+    T inv_total;  // 1 / sum of weights for batchmean, else 1
+    T tau, inv_tau;
+    bool standardize, want_dtemperature;
+
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+        const index_t cols = student.cols, cs = student.col_stride, ct = teacher.col_stride, cg = grad.col_stride;
+        const T* s = student.row(i);
+        const T* t = teacher.row(i);
+        T* g = grad.present() ? grad.row(i) : nullptr;
+        const T w = weighting(i) * inv_total;
+        if (w == T(0)) {
+            if (g)
+                for (index_t c = 0; c < cols; ++c) g[c * cg] = T(0);
+            return {};
+        }
+        row_transform<T> fs, ft;
+        fs.scale = ft.scale = inv_tau;
+        if (standardize) {
+            fs = standardizing_transform(s, cols, cs, inv_tau);
+            ft = standardizing_transform(t, cols, ct, inv_tau);
+        }
+        online_logsumexp<T> lse_s_acc, lse_t_acc;
+        for (index_t c = 0; c < cols; ++c) {
+            lse_s_acc.add(fs(s[c * cs]));
+            lse_t_acc.add(ft(t[c * ct]));
+        }
+        const T lse_s = lse_s_acc.value(), lse_t = lse_t_acc.value();
+        const T max_s = lse_s_acc.max, max_t = lse_t_acc.max;
+        const T gscale = w * tau;  // d(w T^2 KL)/d s' = w T^2 (ps - pt), and d s'/d z = 1/T
+
+        T kl = 0, centred_s = 0, centred_t = 0, teacher_mean = 0, grad_dot_u = 0;
+        for (index_t c = 0; c < cols; ++c) {
+            const T sp = fs(s[c * cs]), tp = ft(t[c * ct]);
+            const T ls = sp - lse_s, lt = tp - lse_t;
+            const T ps = detail::exp(ls), pt = detail::exp(lt);
+            if (pt > T(0)) {
+                const T term = pt * (lt - ls);
+                kl += term;
+                if (want_dtemperature) {
+                    centred_t += term * (tp - max_t);
+                    teacher_mean += pt * (tp - max_t);
+                }
+            }
+            const T d = ps - pt;
+            if (want_dtemperature && d != T(0)) centred_s += d * (sp - max_s);
+            if (g) {
+                if (!standardize) g[c * cg] = gscale * d;
+                else grad_dot_u += gscale * d * (s[c * cs] - fs.shift);
+            }
+        }
+        if (g && standardize) {
+            // z = u / (eps + sigma), u = x - mean:  dx = (gz - mean(gz)) / d - (sum gz u) u / (d^2 (C-1) sigma),
+            // with mean(gz) = 0 (sum of ps - pt) and the sigma term 0 when sigma = 0.
+            const T coef = fs.sigma > T(0) ? grad_dot_u * fs.inv_d * fs.inv_d / (T(cols - 1) * fs.sigma) : T(0);
+            for (index_t c = 0; c < cols; ++c) {
+                const T x = s[c * cs];
+                const T d = detail::exp(fs(x) - lse_s) - detail::exp(ft(t[c * ct]) - lse_t);
+                g[c * cg] = gscale * d * fs.inv_d - coef * (x - fs.shift);
+            }
+        }
+        row_result<T> r;
+        r.value = w * tau * tau * kl;
+        if (want_dtemperature)
+            r.dtemperature = w * (T(2) * tau * kl - tau * (centred_s + centred_t - kl * teacher_mean));
+        return r;
+    }
+};
+
+}  // namespace detail
+
+/// Check of the parameters and inputs alone (no outputs): what the convenience layer runs
+/// before it allocates anything.
+template <class Backend, class T, class Space, class Label, class Real>
+status kd_check_args(const Backend& backend, const basic_kd_options<Real>& opts,
+                     const response_args<T, Space, Label>& args) noexcept {
+    static_assert(backend_for<Backend, Space>, "this backend cannot run on the memory space of the arguments");
+    constexpr const char* method = "kd";
+    if (status s = detail::check_temperature(method, opts.temperature); !s) return s;
+    if (status s = detail::check_reduction(method, opts.reduce); !s) return s;
+    if (status s = detail::check_logits(method, args, opts.standardize ? 2 : 1); !s) return s;
+    return detail::check_rows(backend, method, args, opts.ignore_index, false);
+}
+
+/// Check step: every rule of the kd definition, with a message naming the argument and sizes.
+/// Reads labels and weight through the backend; writes nothing.
+template <class Backend, class T, class Space, class Label, class Real>
+status kd_check(const Backend& backend, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
+                const response_outputs<T, Space>& outs) noexcept {
+    if (status s = kd_check_args(backend, opts, args); !s) return s;
+    return detail::check_outputs("kd", args, outs, opts.reduce);
+}
+
+template <class T, class Space, class Label, class Real>
+status kd_check(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
+                const response_outputs<T, Space>& outs) noexcept {
+    return kd_check(default_backend_t<Space>{}, opts, args, outs);
+}
+
+/// Workspace the run step needs on this backend (0 on the CPU).
+template <class Backend, class T, class Space, class Label, class Real>
+std::size_t kd_workspace_bytes(const Backend&, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
+                               const response_outputs<T, Space>& outs) noexcept {
+    const index_t n = args.student.bound() && args.student.rank() == 2 ? args.student.extent(0) : 0;
+    return Backend::template rows_workspace_bytes<T>(n, opts.reduce, outs.grad_temperature.bound());
+}
+
+template <class T, class Space, class Label, class Real>
+std::size_t kd_workspace_bytes(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
+                               const response_outputs<T, Space>& outs) noexcept {
+    return kd_workspace_bytes(default_backend_t<Space>{}, opts, args, outs);
+}
+
+/// Run step: checks (cheaply, O(N)), then computes the loss and the requested gradients into the
+/// caller's outputs. Allocation-free on the CPU backend; on error nothing is written.
+template <class Backend, class T, class Space, class Label, class Real>
+status kd_run(const Backend& backend, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
+              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept {
+    if (status s = kd_check(backend, opts, args, outs); !s) return s;
+    const std::size_t need = kd_workspace_bytes(backend, opts, args, outs);
+    if (ws.bytes < need || (need > 0 && ws.data == nullptr))
+        return detail::method_error(errc::workspace_too_small, "kd", "workspace").text("workspace has ")
+            .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ").number(static_cast<std::int64_t>(need));
+
+    const index_t n = args.student.extent(0);
+    const T tau = static_cast<T>(opts.temperature);
+    const detail::row_weighting<T, Label> weighting{detail::to_vector_ref(args.labels), detail::to_vector_ref(args.weight),
+                                                    opts.ignore_index};
+    T inv_total = T(1);
+    if (opts.reduce == reduction::batchmean) {
+        const T total = backend.transform_reduce(n, weighting, T(0), detail::plus_op<T>{});
+        inv_total = total > T(0) ? T(1) / total : T(0);
+    }
+    const detail::kd_row_kernel<T, Label> kernel{detail::to_matrix_ref(args.student),
+                                                 detail::to_matrix_ref(args.teacher),
+                                                 detail::to_matrix_ref(outs.grad_student),
+                                                 weighting,
+                                                 inv_total,
+                                                 tau,
+                                                 T(1) / tau,
+                                                 opts.standardize,
+                                                 outs.grad_temperature.bound()};
+    backend.run_rows(n, kernel, opts.reduce, detail::to_vector_ref(outs.loss),
+                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
+    return {};
+}
+
+template <class T, class Space, class Label, class Real>
+status kd_run(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
+              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept {
+    return kd_run(default_backend_t<Space>{}, opts, args, outs, ws);
+}
+
+/// Convenience: allocates the outputs and returns loss, gradient w.r.t. the student and
+/// w.r.t. the temperature. Throws distill::error on bad input (or returns it in .status
+/// when exceptions are disabled). labels and weight may be distill::none.
+template <backend_object Backend, real_tensor S, real_tensor Tt, optional_tensor L, optional_tensor W, class Real = double>
+auto kd(const Backend& backend, const S& student, const Tt& teacher, const L& labels, const W& weight,
+        const basic_kd_options<Real>& opts = {}) {
+    const auto args = make_response_args(student, teacher, labels, weight);
+    return detail::run_owning(
+        backend, args, opts.reduce, true, [&] { return kd_check_args(backend, opts, args); },
+        [&](const auto& outs) { return kd_workspace_bytes(backend, opts, args, outs); },
+        [&](const auto& outs, workspace ws) { return kd_run(backend, opts, args, outs, ws); });
+}
+
+template <real_tensor S, real_tensor Tt, optional_tensor L, optional_tensor W, class Real = double>
+auto kd(const S& student, const Tt& teacher, const L& labels, const W& weight, const basic_kd_options<Real>& opts = {}) {
+    return kd(default_backend_t<memory_space_t<S>>{}, student, teacher, labels, weight, opts);
+}
+
+template <real_tensor S, real_tensor Tt, optional_tensor L, class Real = double>
+auto kd(const S& student, const Tt& teacher, const L& labels, const basic_kd_options<Real>& opts = {}) {
+    return kd(student, teacher, labels, none, opts);
+}
+
+template <real_tensor S, real_tensor Tt, class Real = double>
+auto kd(const S& student, const Tt& teacher, const basic_kd_options<Real>& opts = {}) {
+    return kd(student, teacher, none, none, opts);
+}
+
+}  // namespace distill
