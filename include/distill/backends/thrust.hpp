@@ -53,6 +53,8 @@ struct thrust_row_writer {
 template <class Policy, class Space = device_space>
 struct thrust_backend {
     using memory_space = Space;
+    /// Thrust reports CUDA failures (e.g. bad_alloc in reduce) by throwing.
+    static constexpr bool is_nothrow = false;
     Policy policy;
 
     template <class R, class F, class Op>

@@ -108,6 +108,8 @@ struct first_where {
 /// The CPU backend: row kernels run in a loop on the calling thread.
 struct cpu_backend {
     using memory_space = host_space;
+    /// Its members never throw, so the check and run steps are noexcept on it.
+    static constexpr bool is_nothrow = true;
 
     /// op-reduction of f(i) over i in [0, n), starting from init.
     template <class R, class F, class Op>

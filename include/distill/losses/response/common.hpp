@@ -146,7 +146,7 @@ status check_row_vector(const char* method, const char* name, const V& v, index_
 /// labels and weight: shapes, then values (read through the backend, so device memory works).
 template <class Backend, class T, class Space, class Label>
 status check_rows(const Backend& backend, const char* method, const response_args<T, Space, Label>& a,
-                  std::int64_t ignore_index, bool labels_required) noexcept {
+                  std::int64_t ignore_index, bool labels_required) noexcept(Backend::is_nothrow) {
     const index_t n = a.student.extent(0), c = a.student.extent(1);
     if (labels_required && !a.labels.bound())
         return method_error(errc::missing_argument, method, "labels").text("labels are required");

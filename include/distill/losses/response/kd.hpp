@@ -175,7 +175,7 @@ struct kd_row_kernel {
 /// before it allocates anything.
 template <class Backend, class T, class Space, class Label, class Real>
 status kd_check_args(const Backend& backend, const basic_kd_options<Real>& opts,
-                     const response_args<T, Space, Label>& args) noexcept {
+                     const response_args<T, Space, Label>& args) noexcept(Backend::is_nothrow) {
     static_assert(backend_for<Backend, Space>, "this backend cannot run on the memory space of the arguments");
     constexpr const char* method = "kd";
     if (status s = detail::check_temperature(method, opts.temperature); !s) return s;
@@ -188,14 +188,14 @@ status kd_check_args(const Backend& backend, const basic_kd_options<Real>& opts,
 /// Reads labels and weight through the backend; writes nothing.
 template <class Backend, class T, class Space, class Label, class Real>
 status kd_check(const Backend& backend, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-                const response_outputs<T, Space>& outs) noexcept {
+                const response_outputs<T, Space>& outs) noexcept(Backend::is_nothrow) {
     if (status s = kd_check_args(backend, opts, args); !s) return s;
     return detail::check_outputs("kd", args, outs, opts.reduce);
 }
 
 template <class T, class Space, class Label, class Real>
 status kd_check(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-                const response_outputs<T, Space>& outs) noexcept {
+                const response_outputs<T, Space>& outs) noexcept(default_backend_t<Space>::is_nothrow) {
     return kd_check(default_backend_t<Space>{}, opts, args, outs);
 }
 
@@ -214,10 +214,10 @@ std::size_t kd_workspace_bytes(const basic_kd_options<Real>& opts, const respons
 }
 
 /// Run step: checks (cheaply, O(N)), then computes the loss and the requested gradients into the
-/// caller's outputs. Allocation-free on the CPU backend; on error nothing is written.
+/// caller's outputs. On the CPU backend it is noexcept and allocation-free; on error nothing is written.
 template <class Backend, class T, class Space, class Label, class Real>
 status kd_run(const Backend& backend, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept {
+              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(Backend::is_nothrow) {
     if (status s = kd_check(backend, opts, args, outs); !s) return s;
     const std::size_t need = kd_workspace_bytes(backend, opts, args, outs);
     if (ws.bytes < need || (need > 0 && ws.data == nullptr))
@@ -249,7 +249,7 @@ status kd_run(const Backend& backend, const basic_kd_options<Real>& opts, const 
 
 template <class T, class Space, class Label, class Real>
 status kd_run(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept {
+              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(default_backend_t<Space>::is_nothrow) {
     return kd_run(default_backend_t<Space>{}, opts, args, outs, ws);
 }
 
