@@ -17,6 +17,7 @@
 // e.g. thrust::cuda::par(alloc), to control it).
 #pragma once
 
+#include <thrust/copy.h>
 #include <thrust/device_ptr.h>
 #include <thrust/device_vector.h>
 #include <thrust/execution_policy.h>
@@ -94,8 +95,13 @@ struct thrust_backend {
     /// Reads one element (a label or weight named in an error message, a scalar result).
     template <class T>
     static T load(const T* p) {
-        if constexpr (std::is_same_v<Space, device_space>) return *thrust::device_ptr<const T>(p);
-        else return *p;
+        if constexpr (std::is_same_v<Space, device_space>) {
+            T value{};
+            thrust::copy_n(thrust::device_ptr<const T>(p), 1, &value);  // device -> host
+            return value;
+        } else {
+            return *p;
+        }
     }
 };
 
