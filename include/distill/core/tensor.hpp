@@ -15,6 +15,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <type_traits>
 
@@ -108,7 +109,10 @@ constexpr auto as_matrix(X&& x, index_t rows, index_t cols) noexcept {
     const auto v = as_view(x);
     using V = std::remove_cvref_t<decltype(v)>;
     using result = any_view<typename V::element_type, typename V::memory_space>;
-    if (!v.is_row_major_contiguous() || rows < 0 || cols < 0 || v.size() != rows * cols) return result();
+    if (!v.bound() || !v.is_row_major_contiguous() || rows < 0 || cols < 0) return result();
+    if (cols != 0 && rows > INT64_MAX / cols) return result();  // rows * cols would overflow
+    index_t size = 0;
+    if (!v.checked_size(size) || size != rows * cols) return result();
     const index_t ext[2] = {rows, cols};
     const index_t str[2] = {cols, 1};
     return result(v.data(), 2, ext, str);

@@ -35,15 +35,21 @@ DISTILL_HD inline T sqrt(T x) noexcept {
 #endif
 }
 
-/// Finite test that survives -ffast-math style assumptions poorly; we never enable them.
+/// Limits as constexpr variables: usable in device code without --expt-relaxed-constexpr
+/// (calling std::numeric_limits<T>::max() from a __host__ __device__ function is not).
+template <class T>
+inline constexpr T max_finite_v = std::numeric_limits<T>::max();
+template <class T>
+inline constexpr T lowest_finite_v = std::numeric_limits<T>::lowest();
+
 template <class T>
 DISTILL_HD constexpr bool is_finite(T x) noexcept {
-    return x == x && x <= std::numeric_limits<T>::max() && x >= std::numeric_limits<T>::lowest();
+    return x == x && x <= max_finite_v<T> && x >= lowest_finite_v<T>;
 }
 
 template <class T>
 DISTILL_HD constexpr T lowest() noexcept {
-    return std::numeric_limits<T>::lowest();
+    return lowest_finite_v<T>;
 }
 
 }  // namespace distill::detail

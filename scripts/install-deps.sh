@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages distill's build and tests need, and only those that are missing.
+# Runs apt-get as root, or through sudo when available. Used by scripts/test.sh and scripts/demo.sh.
+set -euo pipefail
+
+# make: the build tool of CMake's default generator (cmake only recommends it).
+packages=(cmake make g++ libeigen3-dev libxtensor-dev doctest-dev libthrust-dev)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg -s "$package" >/dev/null 2>&1; then
+        missing+=("$package")
+    fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "error: missing packages (${missing[*]}) and neither root nor sudo is available to install them" >&2
+    exit 1
+fi
+
+echo "Installing missing packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update
+"${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
