@@ -115,15 +115,17 @@ public:
             while (v >= 10) { v /= 10; ++exp10; }
             while (v < 1) { v *= 10; --exp10; }
         }
-        auto digit = static_cast<int>(v);
-        put(static_cast<char>('0' + digit));
-        put('.');
-        for (int i = 0; i < 5; ++i) {
-            v = (v - digit) * 10;
-            digit = static_cast<int>(v);
-            if (digit > 9) digit = 9;
-            put(static_cast<char>('0' + digit));
+        // Round (not truncate) to 6 significant digits; 9.999995 rounds up to the next decade.
+        auto digits = static_cast<std::int64_t>(v * 1e5 + 0.5);
+        if (digits >= 1000000) {
+            digits /= 10;
+            ++exp10;
         }
+        char text_digits[6] = {};
+        for (int i = 5; i >= 0; --i, digits /= 10) text_digits[i] = static_cast<char>('0' + digits % 10);
+        put(text_digits[0]);
+        put('.');
+        for (int i = 1; i < 6; ++i) put(text_digits[i]);
         if (exp10 != 0) {
             put('e');
             number(exp10);

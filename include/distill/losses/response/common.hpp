@@ -113,8 +113,10 @@ status check_present(const char* method, const char* name, const V& v) noexcept 
 }
 
 /// student and teacher: both present, 2-D, the same shape, N >= 1, C >= min_classes.
+/// min_classes > 1 is a method or option rule; `why` names it for the message (e.g. "standardize").
 template <class T, class Space, class Label>
-status check_logits(const char* method, const response_args<T, Space, Label>& a, index_t min_classes = 1) noexcept {
+status check_logits(const char* method, const response_args<T, Space, Label>& a, index_t min_classes = 1,
+                    const char* why = "") noexcept {
     if (status s = check_present(method, "student", a.student); !s) return s;
     if (a.student.rank() != 2)
         return method_error(errc::bad_rank, method, "student").text("student must be 2-D (N x C), got shape ")
@@ -124,8 +126,9 @@ status check_logits(const char* method, const response_args<T, Space, Label>& a,
         return method_error(errc::empty_input, method, "student").text("student has shape ")
             .shape(a.student.extents(), 2).text(": N and C must be >= 1");
     if (c < min_classes)
-        return method_error(errc::shape_mismatch, method, "student").text("student has ").number(c)
-            .text(" classes; this configuration needs at least ").number(min_classes);
+        return method_error(errc::shape_mismatch, method, "student").text("student has shape ")
+            .shape(a.student.extents(), 2).text(" but ").text(why).text(" needs at least ").number(min_classes)
+            .text(" classes");
     if (status s = check_present(method, "teacher", a.teacher); !s) return s;
     if (a.teacher.rank() != 2 || a.teacher.extent(0) != n || a.teacher.extent(1) != c)
         return method_error(errc::shape_mismatch, method, "teacher").text("teacher has shape ")
