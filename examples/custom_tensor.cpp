@@ -55,7 +55,7 @@ int main() {
     // Check / run layer: caller-owned outputs, no allocation, a status instead of exceptions.
     float loss = 0;
     const distill::response_outputs<float> outputs{distill::make_view(&loss, 1), distill::as_view(grad)};
-    const distill::status st = distill::kd_run(distill::kd_options{.temperature = 2.0},
+    const distill::status st = distill::run(distill::kd_options{.temperature = 2.0},
                                                distill::make_response_args(student, teacher), outputs);
     if (!st) {
         std::printf("error: %s\n", st.message());

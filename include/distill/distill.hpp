@@ -12,4 +12,5 @@
 #include "core/status.hpp"
 #include "core/tensor.hpp"
 #include "core/view.hpp"
+#include "losses/response/driver.hpp"
 #include "losses/response/kd.hpp"

@@ -71,14 +71,14 @@ int check_kd(const char* type_name, double tolerance) {
                                                                    distill::as_view(grad_temperature)};
     const auto backend = distill::thrust_device(thrust::cuda::par);
     const distill::kd_options opts{.temperature = 2.0};
-    const std::size_t bytes = distill::kd_workspace_bytes(backend, opts, args, outs);
+    const std::size_t bytes = distill::workspace_bytes(backend, opts, args, outs);
     thrust::device_vector<unsigned char> scratch(bytes);
     const distill::status s =
-        distill::kd_run(backend, opts, args, outs, distill::workspace{thrust::raw_pointer_cast(scratch.data()), bytes});
-    if (!s) std::printf("kd_run: %s\n", s.message());
-    expect(s.ok(), "kd_run succeeds");
-    expect(near(static_cast<T>(loss[0]), expected_loss, tolerance), "kd_run loss (one row ignored)");
-    expect(near(static_cast<T>(grad_temperature[0]), expected_grad_temperature, tolerance), "kd_run grad_temperature");
+        distill::run(backend, opts, args, outs, distill::workspace{thrust::raw_pointer_cast(scratch.data()), bytes});
+    if (!s) std::printf("run (kd): %s\n", s.message());
+    expect(s.ok(), "run (kd) succeeds");
+    expect(near(static_cast<T>(loss[0]), expected_loss, tolerance), "run (kd) loss (one row ignored)");
+    expect(near(static_cast<T>(grad_temperature[0]), expected_grad_temperature, tolerance), "run (kd) grad_temperature");
 
     std::printf("kd<%s> on CUDA: loss %.9g (expected %.9g), %d failure(s)\n", type_name,
                 static_cast<double>(result.loss), expected_loss, failures);

@@ -43,20 +43,20 @@ void run_step_on_static_buffers() {
     const auto args = distill::make_response_args(distill::make_view(student, 1, 2), distill::make_view(teacher, 1, 2));
     const distill::response_outputs<double> outs{distill::make_view(loss, 1), distill::make_view(grad_student, 1, 2),
                                                  distill::make_view(grad_temperature, 1)};
-    check(distill::kd_workspace_bytes(opts, args, outs) == 0, "kd needs no workspace on the CPU backend");
-    const distill::status s = distill::kd_run(opts, args, outs);
-    if (!s) std::printf("kd_run: %s\n", s.message());
-    check(s.ok(), "kd_run succeeds");
-    check(near(loss[0], expected_loss, 1e-12), "kd_run loss");
+    check(distill::workspace_bytes(opts, args, outs) == 0, "kd needs no workspace on the CPU backend");
+    const distill::status s = distill::run(opts, args, outs);
+    if (!s) std::printf("run (kd): %s\n", s.message());
+    check(s.ok(), "run (kd) succeeds");
+    check(near(loss[0], expected_loss, 1e-12), "run (kd) loss");
     check(near(grad_student[0], expected_grad[0], 1e-12) && near(grad_student[1], expected_grad[1], 1e-12),
-          "kd_run grad_student");
-    check(near(grad_temperature[0], expected_grad_temperature, 1e-12), "kd_run grad_temperature");
+          "run (kd) grad_student");
+    check(near(grad_temperature[0], expected_grad_temperature, 1e-12), "run (kd) grad_temperature");
 
     // Bad temperature: a value error, and the outputs stay untouched.
     loss[0] = -1.0;
-    const distill::status bad = distill::kd_run(distill::kd_options{.temperature = 0.0}, args, outs);
-    check(!bad.ok() && bad.kind() == distill::error_kind::value, "kd_run rejects temperature 0 as a value error");
-    check(loss[0] == -1.0, "kd_run writes nothing on error");
+    const distill::status bad = distill::run(distill::kd_options{.temperature = 0.0}, args, outs);
+    check(!bad.ok() && bad.kind() == distill::error_kind::value, "run (kd) rejects temperature 0 as a value error");
+    check(loss[0] == -1.0, "run (kd) writes nothing on error");
 }
 
 void convenience_returns_status() {

@@ -187,7 +187,7 @@ TEST_CASE_TEMPLATE("eigen: outputs written into column-major matrices and vector
     Eigen::Matrix<T, 1, 1> grad_t(T(-1));
     const auto args = distill::make_response_args(Eigen::Map<const row_major<T>>(p.student.data(), 5, 4),
                                                   Eigen::Map<const row_major<T>>(p.teacher.data(), 5, 4));
-    const distill::status s = distill::kd_run(opts, args, {distill::as_view(loss), distill::as_view(grad), distill::as_view(grad_t)});
+    const distill::status s = distill::run(opts, args, {distill::as_view(loss), distill::as_view(grad), distill::as_view(grad_t)});
     REQUIRE(s.ok());
     for (index_t i = 0; i < 5; ++i) {
         CHECK(loss(i) == expected.row_losses(i));
@@ -318,7 +318,7 @@ TEST_CASE_TEMPLATE("xtensor: outputs written into xtensor containers", T, float,
     xt::xtensor<T, 2, xt::layout_type::column_major> grad = xt::zeros<T>({3, 4});
     xt::xarray<T> grad_t = xt::zeros<T>({1});
     const auto args = distill::make_response_args(distill::make_view(p.student.data(), 3, 4), distill::make_view(p.teacher.data(), 3, 4));
-    REQUIRE(distill::kd_run(opts, args, {distill::as_view(loss), distill::as_view(grad), distill::as_view(grad_t)}).ok());
+    REQUIRE(distill::run(opts, args, {distill::as_view(loss), distill::as_view(grad), distill::as_view(grad_t)}).ok());
     for (std::size_t i = 0; i < 3; ++i) {
         CHECK(loss(i) == expected.row_losses(static_cast<index_t>(i)));
         for (std::size_t k = 0; k < 4; ++k) CHECK(grad(i, k) == expected.grad_student(static_cast<index_t>(i), static_cast<index_t>(k)));

@@ -485,7 +485,7 @@ TEST_CASE("as_matrix: kd reports the unbound view of a bad reshape as a missing 
     double loss = 0;
     const distill::response_args<double> args{distill::as_matrix(std::span<const double>(s), 5, 3),
                                               distill::as_matrix(std::span<const double>(t), 4, 3)};
-    const distill::status st = distill::kd_run(distill::kd_options{}, args, {distill::make_view(&loss, 1)});
+    const distill::status st = distill::run(distill::kd_options{}, args, {distill::make_view(&loss, 1)});
     CHECK(st.code() == errc::missing_argument);
     CHECK(std::string(st.argument()) == "student");
 }
@@ -512,7 +512,7 @@ TEST_CASE("archetype: a user type with a tensor_adapter works with kd like a raw
     user::grid grad{std::vector<float>(12, -1.0f), 3, 4};
     std::vector<float> loss(3, -1.0f);
     const auto args = distill::make_response_args(student, teacher, labels);
-    REQUIRE(distill::kd_run(opts, args, {distill::make_view(loss.data(), 3), distill::as_view(grad)}).ok());
+    REQUIRE(distill::run(opts, args, {distill::make_view(loss.data(), 3), distill::as_view(grad)}).ok());
     for (index_t i = 0; i < 3; ++i) CHECK(loss[static_cast<std::size_t>(i)] == from_user.row_losses(i));
     CHECK(grad.values[5] == from_user.grad_student(1, 1));
 }

@@ -27,12 +27,12 @@ reference_options reference_of(const distill::kd_options& o) {
     return {o.temperature, o.reduce, o.ignore_index, o.standardize};
 }
 
-/// Runs kd_run on the host problem and returns the outputs (requires success).
+/// Runs distill::run (kd) on the host problem and returns the outputs (requires success).
 template <class T>
 host_outputs<T> run_kd(const host_problem<T>& p, const distill::kd_options& opts, bool want_grad = true,
                        bool want_temperature = true) {
     host_outputs<T> out(opts.reduce, p.n, p.c);
-    const distill::status s = distill::kd_run(opts, p.args(), out.views(p.n, p.c, want_grad, want_temperature));
+    const distill::status s = distill::run(opts, p.args(), out.views(p.n, p.c, want_grad, want_temperature));
     INFO("message: ", s.message());
     REQUIRE(s.ok());
     return out;
@@ -41,9 +41,9 @@ host_outputs<T> run_kd(const host_problem<T>& p, const distill::kd_options& opts
 }  // namespace
 
 // The check and run steps on the CPU backend are noexcept (STYLE: validate, then run blindly).
-static_assert(noexcept(distill::kd_run(distill::kd_options{}, std::declval<const distill::response_args<float>&>(),
+static_assert(noexcept(distill::run(distill::kd_options{}, std::declval<const distill::response_args<float>&>(),
                                        std::declval<const distill::response_outputs<float>&>())));
-static_assert(noexcept(distill::kd_check(distill::kd_options{}, std::declval<const distill::response_args<double>&>(),
+static_assert(noexcept(distill::check(distill::kd_options{}, std::declval<const distill::response_args<double>&>(),
                                          std::declval<const distill::response_outputs<double>&>())));
 
 // ------------------------------------------------------------------------------------------ values
@@ -100,7 +100,7 @@ TEST_CASE("kd: masked teacher entries (-inf) have probability 0 and add nothing"
     const std::vector<double> teacher = {0, 1, -std::numeric_limits<double>::infinity()};
     const std::vector<double> student = {0, 1, -1};
     double loss = -1, grad[3] = {-1, -1, -1}, grad_t = -1;
-    const distill::status s = distill::kd_run(
+    const distill::status s = distill::run(
         distill::kd_options{}, distill::response_args<double>{distill::make_view(student.data(), 1, 3), distill::make_view(teacher.data(), 1, 3)},
         distill::response_outputs<double>{distill::make_view(&loss, 1), distill::make_view(grad, 1, 3), distill::make_view(&grad_t, 1)});
     REQUIRE(s.ok());
@@ -130,7 +130,7 @@ TEST_CASE("kd: gradients match central finite differences (double)") {
 
     auto objective = [](const host_problem<double>& p, const distill::kd_options& o) {
         host_outputs<double> out(o.reduce, p.n, p.c);
-        const distill::status s = distill::kd_run(o, p.args(), out.views(p.n, p.c, false, false));
+        const distill::status s = distill::run(o, p.args(), out.views(p.n, p.c, false, false));
         REQUIRE(s.ok());
         return out.total();
     };
@@ -287,7 +287,7 @@ TEST_CASE_TEMPLATE("kd: a custom ignore_index masks rows; other labels only have
     CHECK(masked.loss[1] > T(0));
     // With the default ignore_index, label 7 is out of range for C = 3.
     host_outputs<T> out(reduction::none, 4, 3);
-    check_error(distill::kd_run(distill::kd_options{1.0, reduction::none}, p.args(), out.views(4, 3)),
+    check_error(distill::run(distill::kd_options{1.0, reduction::none}, p.args(), out.views(4, 3)),
                 errc::label_out_of_range, error_kind::value, "labels", {"labels[0] = 7", "[0, 3)"});
     CHECK(out.untouched());
 }
@@ -302,7 +302,7 @@ TEST_CASE_TEMPLATE("kd: labels of any integer type (int32 through std::span)", T
                                                   std::span<const int>(labels32));
     static_assert(std::is_same_v<typename std::remove_cvref_t<decltype(args)>::label_type, int>);
     host_outputs<T> out(reduction::none, 3, 4);
-    REQUIRE(distill::kd_run(distill::kd_options{1.0, reduction::none}, args, out.views(3, 4)).ok());
+    REQUIRE(distill::run(distill::kd_options{1.0, reduction::none}, args, out.views(3, 4)).ok());
     const auto expected = run_kd(p, {1.0, reduction::none});
     CHECK(out.loss == expected.loss);
     CHECK(out.grad == expected.grad);
@@ -322,7 +322,7 @@ TEST_CASE("kd: kd_float_options gives the float results of kd_options") {
     host_problem<float> p(4, 6, 61);
     const distill::kd_float_options fopts{2.0f, reduction::sum, -100, true};
     host_outputs<float> out(reduction::sum, 4, 6);
-    REQUIRE(distill::kd_run(fopts, p.args(), out.views(4, 6)).ok());
+    REQUIRE(distill::run(fopts, p.args(), out.views(4, 6)).ok());
     const auto expected = run_kd(p, {2.0, reduction::sum, -100, true});
     CHECK(out.loss == expected.loss);
     CHECK(out.grad == expected.grad);
@@ -387,7 +387,7 @@ TEST_CASE_TEMPLATE("kd: any strides work for inputs and outputs (negative, colum
     const distill::response_outputs<T> outs{distill::any_view<T>(loss.data(), 2, loss_ext, loss_str),
                                             distill::any_view<T>(grad_cm.data(), 2, ext, col_major),
                                             distill::any_view<T>(&grad_t, 1, &one, &unit)};
-    const distill::status s = distill::kd_run(opts, args, outs);
+    const distill::status s = distill::run(opts, args, outs);
     INFO(s.message());
     REQUIRE(s.ok());
     const double rtol = std::is_same_v<T, float> ? 1e-6 : 1e-15;
@@ -415,10 +415,10 @@ void check_rejected(const distill::kd_options& opts, const distill::response_arg
     const distill::response_outputs<T> views{distill::make_view(out.loss.data(), 1),
                                              distill::make_view(out.grad.data(), 3, 5),
                                              distill::make_view(out.grad_temperature.data(), 1)};
-    const distill::status checked = distill::kd_check(opts, args, views);
+    const distill::status checked = distill::check(opts, args, views);
     check_error(checked, code, kind, argument, fragments);
-    check_error(distill::kd_check_args(distill::cpu_backend{}, opts, args), code, kind, argument, fragments);
-    const distill::status ran = distill::kd_run(opts, args, views);
+    check_error(distill::check_args(distill::cpu_backend{}, opts, args), code, kind, argument, fragments);
+    const distill::status ran = distill::run(opts, args, views);
     check_error(ran, code, kind, argument, fragments);
     CHECK(std::string(ran.message()) == checked.message());
     CHECK(out.untouched());
@@ -441,11 +441,11 @@ template <class T>
 void check_rejected_outputs(const distill::kd_options& opts, const distill::response_args<T>& args,
                             const distill::response_outputs<T>& views, const host_outputs<T>& out, errc code,
                             error_kind kind, const char* argument, std::initializer_list<const char*> fragments) {
-    check_error(distill::kd_check(opts, args, views), code, kind, argument, fragments);
-    check_error(distill::kd_run(opts, args, views), code, kind, argument, fragments);
+    check_error(distill::check(opts, args, views), code, kind, argument, fragments);
+    check_error(distill::run(opts, args, views), code, kind, argument, fragments);
     CHECK(out.untouched());
     // The same arguments are fine on their own.
-    CHECK(distill::kd_check_args(distill::cpu_backend{}, opts, args).ok());
+    CHECK(distill::check_args(distill::cpu_backend{}, opts, args).ok());
 }
 
 }  // namespace
@@ -522,7 +522,7 @@ TEST_CASE_TEMPLATE("kd: shape errors name the argument and the sizes, and write 
         check_rejected(standardize, args, errc::shape_mismatch, error_kind::shape, "student", {"student", "1", "2"});
         // Without standardize one class is fine (the loss is 0).
         host_outputs<T> out(1, 3, 1);
-        CHECK(distill::kd_run(opts, args, out.views(3, 1)).ok());
+        CHECK(distill::run(opts, args, out.views(3, 1)).ok());
         CHECK(out.loss[0] == T(0));
     }
     SUBCASE("extents whose product overflows") {
@@ -703,7 +703,7 @@ TEST_CASE_TEMPLATE("kd: outputs that overlap an input or each other are usage er
         CHECK(std::equal(p.student.begin(), p.student.end(), shared.begin()));
         // One element further on, they are disjoint.
         views.grad_student = distill::make_view(shared.data() + 15, 3, 5);
-        CHECK(distill::kd_run(opts, args, views).ok());
+        CHECK(distill::run(opts, args, views).ok());
     }
     SUBCASE("adjacent but disjoint buffers are not aliases") {
         std::vector<T> both(16 + 15, T(0));
@@ -711,11 +711,11 @@ TEST_CASE_TEMPLATE("kd: outputs that overlap an input or each other are usage er
         auto args = p.args();
         args.student = distill::make_view(both.data(), 3, 5);
         distill::response_outputs<T> views{distill::make_view(both.data() + 15, 1), distill::make_view(both.data() + 16, 3, 5)};
-        CHECK(distill::kd_run(opts, args, views).ok());
+        CHECK(distill::run(opts, args, views).ok());
     }
 }
 
-TEST_CASE("kd: the convenience layer returns what kd_run computes") {
+TEST_CASE("kd: the convenience layer returns what distill::run computes") {
     host_problem<double> p(5, 6, 101);
     p.with_labels({3}).with_weight();
     for (reduction red : all_reductions) {

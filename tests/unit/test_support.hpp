@@ -156,7 +156,7 @@ struct host_problem {
     }
 };
 
-/// Outputs of one kd_run on the host, pre-filled with a sentinel so that "nothing written" is checkable.
+/// Outputs of one distill::run on the host, pre-filled with a sentinel so that "nothing written" is checkable.
 template <class T>
 struct host_outputs {
     static constexpr T sentinel = T(-12345.5);

@@ -186,21 +186,21 @@ TEST_CASE_TEMPLATE("thrust: the device backend matches the CPU backend", T, floa
     CHECK(runs == 84);  // 4 shapes x 2 x 2 temperatures x 3 reductions, standardize only where C >= 2
 }
 
-TEST_CASE_TEMPLATE("thrust: kd_run with caller workspace writes the CPU results into device outputs", T, float, double) {
+TEST_CASE_TEMPLATE("thrust: run (kd) with caller workspace writes the CPU results into device outputs", T, float, double) {
     host_problem<T> hp(9, 11, 401);
     hp.with_labels({3}).with_weight();
     const device_problem<T> dp(hp);
     for (reduction red : {reduction::batchmean, reduction::sum, reduction::none}) {
         const distill::kd_options opts{2.0, red, -100, true};
         host_outputs<T> ho(red, 9, 11);
-        REQUIRE(distill::kd_run(opts, hp.args(), ho.views(9, 11)).ok());
+        REQUIRE(distill::run(opts, hp.args(), ho.views(9, 11)).ok());
         device_outputs<T> d(red == reduction::none ? 9 : 1, 9, 11);
         const auto backend = distill::thrust_device();
         const auto outs = d.views(9, 11);
-        const std::size_t bytes = distill::kd_workspace_bytes(backend, opts, dp.args(), outs);
+        const std::size_t bytes = distill::workspace_bytes(backend, opts, dp.args(), outs);
         CHECK(bytes == (red == reduction::none ? 1u : 2u) * 9 * sizeof(T));
         thrust::device_vector<unsigned char> scratch(bytes);
-        const distill::status s = distill::kd_run(backend, opts, dp.args(), outs,
+        const distill::status s = distill::run(backend, opts, dp.args(), outs,
                                                   distill::workspace{thrust::raw_pointer_cast(scratch.data()), bytes});
         INFO(s.message());
         REQUIRE(s.ok());
@@ -218,19 +218,19 @@ TEST_CASE("thrust: workspace sizes") {
     device_outputs<float> d(17, 17, 3);
     const auto backend = distill::thrust_device();
     auto outs = d.views(17, 3);
-    const auto bytes = [&](reduction red) { return distill::kd_workspace_bytes(backend, distill::kd_options{1.0, red}, dp.args(), outs); };
+    const auto bytes = [&](reduction red) { return distill::workspace_bytes(backend, distill::kd_options{1.0, red}, dp.args(), outs); };
     CHECK(bytes(reduction::batchmean) == 2 * 17 * sizeof(float));
     CHECK(bytes(reduction::none) == 17 * sizeof(float));
     outs.grad_temperature = {};
     CHECK(bytes(reduction::sum) == 17 * sizeof(float));
     CHECK(bytes(reduction::none) == 0);
-    CHECK(distill::kd_workspace_bytes(distill::kd_options{}, hp.args(), distill::response_outputs<float>{}) == 0);
+    CHECK(distill::workspace_bytes(distill::kd_options{}, hp.args(), distill::response_outputs<float>{}) == 0);
 
     // Reduction none without a temperature gradient needs no workspace at all.
     device_outputs<float> none_out(17, 17, 3);
     auto none_views = none_out.views(17, 3);
     none_views.grad_temperature = {};
-    CHECK(distill::kd_run(backend, distill::kd_options{1.0, reduction::none}, dp.args(), none_views).ok());
+    CHECK(distill::run(backend, distill::kd_options{1.0, reduction::none}, dp.args(), none_views).ok());
     CHECK(to_host(none_out.loss)[0] != host_outputs<float>::sentinel);
 }
 
@@ -245,7 +245,7 @@ TEST_CASE_TEMPLATE("thrust: errors found in device memory are reported and nothi
         device_outputs<T> d(1, 4, 5);
         thrust::device_vector<T> scratch(8);
         const distill::workspace ws{thrust::raw_pointer_cast(scratch.data()), 8 * sizeof(T)};
-        check_error(distill::kd_run(distill::thrust_device(), opts, dp.args(), d.views(4, 5), ws), code, kind, argument, fragments);
+        check_error(distill::run(distill::thrust_device(), opts, dp.args(), d.views(4, 5), ws), code, kind, argument, fragments);
         CHECK(d.untouched());
         const auto a = dp.args();
         bool thrown = false;
@@ -288,24 +288,24 @@ TEST_CASE_TEMPLATE("thrust: usage errors on the device path", T, float, double) 
     const distill::kd_options opts{};
     device_outputs<T> d(1, 4, 5);
     const auto outs = d.views(4, 5);
-    const std::size_t need = distill::kd_workspace_bytes(backend, opts, dp.args(), outs);
+    const std::size_t need = distill::workspace_bytes(backend, opts, dp.args(), outs);
     REQUIRE(need == 2 * 4 * sizeof(T));
     thrust::device_vector<T> scratch(8);
     void* scratch_data = thrust::raw_pointer_cast(scratch.data());
 
     SUBCASE("workspace one byte too small") {
         const std::string needed = std::to_string(need), given = std::to_string(need - 1);
-        check_error(distill::kd_run(backend, opts, dp.args(), outs, distill::workspace{scratch_data, need - 1}),
+        check_error(distill::run(backend, opts, dp.args(), outs, distill::workspace{scratch_data, need - 1}),
                     errc::workspace_too_small, error_kind::usage, "workspace", {"workspace", needed.c_str(), given.c_str()});
         CHECK(d.untouched());
     }
     SUBCASE("no workspace at all") {
-        check_error(distill::kd_run(backend, opts, dp.args(), outs), errc::workspace_too_small, error_kind::usage, "workspace",
+        check_error(distill::run(backend, opts, dp.args(), outs), errc::workspace_too_small, error_kind::usage, "workspace",
                     {"workspace", "0 bytes"});
         CHECK(d.untouched());
     }
     SUBCASE("a size without memory") {
-        check_error(distill::kd_run(backend, opts, dp.args(), outs, distill::workspace{nullptr, need}),
+        check_error(distill::run(backend, opts, dp.args(), outs, distill::workspace{nullptr, need}),
                     errc::workspace_too_small, error_kind::usage, "workspace", {"workspace"});
         CHECK(d.untouched());
     }
@@ -313,7 +313,7 @@ TEST_CASE_TEMPLATE("thrust: usage errors on the device path", T, float, double) 
         auto aliased = outs;
         aliased.grad_student = distill::as_matrix(dp.student, 4, 5);
         const auto before = to_host(dp.student);
-        check_error(distill::kd_run(backend, opts, dp.args(), aliased, distill::workspace{scratch_data, need}),
+        check_error(distill::run(backend, opts, dp.args(), aliased, distill::workspace{scratch_data, need}),
                     errc::aliasing, error_kind::usage, "grad_student", {"grad_student", "student"});
         CHECK(to_host(dp.student) == before);
         CHECK(d.untouched());
@@ -322,12 +322,12 @@ TEST_CASE_TEMPLATE("thrust: usage errors on the device path", T, float, double) 
         thrust::device_vector<T> wide(24);
         auto args = dp.args();
         args.teacher = distill::as_matrix(wide, 4, 6);
-        check_error(distill::kd_run(backend, opts, args, outs, distill::workspace{scratch_data, need}), errc::shape_mismatch,
+        check_error(distill::run(backend, opts, args, outs, distill::workspace{scratch_data, need}), errc::shape_mismatch,
                     error_kind::shape, "teacher", {"teacher", "[4, 6]", "[4, 5]"});
         CHECK(d.untouched());
     }
     SUBCASE("the exact workspace is enough") {
-        CHECK(distill::kd_run(backend, opts, dp.args(), outs, distill::workspace{scratch_data, need}).ok());
+        CHECK(distill::run(backend, opts, dp.args(), outs, distill::workspace{scratch_data, need}).ok());
         CHECK_FALSE(d.untouched());
     }
 }

@@ -36,7 +36,7 @@ struct kd_method {
             call.loss_output(opts.reduce == distill::reduction::none), call.gradient_output("student"),
             call.output("grad.temperature", {})};
         const distill::status ran =
-            distill::kd_run(opts, args, outs, call.workspace(distill::kd_workspace_bytes(opts, args, outs)));
+            distill::run(opts, args, outs, call.workspace(distill::workspace_bytes(opts, args, outs)));
         return parsed ? ran : parsed;
     }
 };

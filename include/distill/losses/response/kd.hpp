@@ -29,8 +29,7 @@
 
 #include <cstdint>
 
-#include "common.hpp"
-#include "result.hpp"
+#include "driver.hpp"
 
 namespace distill {
 
@@ -97,22 +96,19 @@ struct online_logsumexp {
 /// The kd row kernel: loss, gradient row and d/dT of row i. Shared by every backend.
 template <class T, class Label>
 struct kd_row_kernel {
-    matrix_ref<const T> student, teacher;
-    matrix_ref<T> grad;  // may be absent
-    row_weighting<T, Label> weighting;
-    T inv_total;  // 1 / sum of weights for batchmean, else 1
+    row_context<T, Label> ctx;
     T tau, inv_tau;
-    bool standardize, want_dtemperature;
+    bool standardize;
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
-        const index_t cols = student.cols, cs = student.col_stride, ct = teacher.col_stride, cg = grad.col_stride;
-        const T* s = student.row(i);
-        const T* t = teacher.row(i);
-        T* g = grad.present() ? grad.row(i) : nullptr;
-        const T w = weighting(i) * inv_total;
+        const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride,
+                      cg = ctx.grad.col_stride;
+        const T* s = ctx.student.row(i);
+        const T* t = ctx.teacher.row(i);
+        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
+        const T w = ctx.row_scale(i);
         if (w == T(0)) {
-            if (g)
-                for (index_t c = 0; c < cols; ++c) g[c * cg] = T(0);
+            ctx.zero_grad_row(i);
             return {};
         }
         row_transform<T> fs, ft;
@@ -144,13 +140,13 @@ struct kd_row_kernel {
             if (pt > T(0)) {
                 const T term = pt * ((dt - ds) - log_ratio);
                 kl += term;
-                if (want_dtemperature) {
+                if (ctx.want_dtemperature) {
                     centred_t += term * dt;
                     teacher_mean += pt * dt;
                 }
             }
             const T d = ps - pt;
-            if (want_dtemperature && d != T(0)) centred_s += d * ds;
+            if (ctx.want_dtemperature && d != T(0)) centred_s += d * ds;
             if (g) {
                 if (!standardize) g[c * cg] = gscale * d;
                 else grad_dot_u += gscale * d * (s[c * cs] - fs.shift);
@@ -168,7 +164,7 @@ struct kd_row_kernel {
         }
         row_result<T> r;
         r.value = w * tau * tau * kl;
-        if (want_dtemperature)
+        if (ctx.want_dtemperature)
             r.dtemperature = w * (T(2) * tau * kl - tau * (centred_s + centred_t - kl * teacher_mean));
         return r;
     }
@@ -176,114 +172,23 @@ struct kd_row_kernel {
 
 }  // namespace detail
 
-/// Check of the parameters and inputs alone (no outputs): what the convenience layer runs
-/// before it allocates anything.
-template <class Backend, class T, class Space, class Label, class Real>
-status kd_check_args(const Backend& backend, const basic_kd_options<Real>& opts,
-                     const response_args<T, Space, Label>& args) noexcept(Backend::is_nothrow) {
-    static_assert(backend_for<Backend, Space>, "this backend cannot run on the memory space of the arguments");
-    constexpr const char* method = "kd";
-    if (status s = detail::check_temperature(method, opts.temperature); !s) return s;
-    if (status s = detail::check_reduction(method, opts.reduce); !s) return s;
-    if (status s = detail::check_logits(method, args, opts.standardize ? 2 : 1, "standardize"); !s) return s;
-    return detail::check_rows(backend, method, args, opts.ignore_index, false);
-}
-
-/// Check step: every rule of the kd definition, with a message naming the argument and sizes.
-/// Reads labels and weight through the backend; writes nothing.
-template <class Backend, class T, class Space, class Label, class Real>
-status kd_check(const Backend& backend, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-                const response_outputs<T, Space>& outs) noexcept(Backend::is_nothrow) {
-    if (status s = kd_check_args(backend, opts, args); !s) return s;
-    return detail::check_outputs("kd", args, outs, opts.reduce);
-}
-
-template <class T, class Space, class Label, class Real>
-status kd_check(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-                const response_outputs<T, Space>& outs) noexcept(default_backend_t<Space>::is_nothrow) {
-    return kd_check(default_backend_t<Space>{}, opts, args, outs);
-}
-
-/// Workspace the run step needs on this backend (0 on the CPU).
-template <class Backend, class T, class Space, class Label, class Real>
-std::size_t kd_workspace_bytes(const Backend&, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-                               const response_outputs<T, Space>& outs) noexcept {
-    const index_t n = args.student.bound() && args.student.rank() == 2 ? args.student.extent(0) : 0;
-    return Backend::template rows_workspace_bytes<T>(n, opts.reduce, outs.grad_temperature.bound());
-}
-
-template <class T, class Space, class Label, class Real>
-std::size_t kd_workspace_bytes(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-                               const response_outputs<T, Space>& outs) noexcept {
-    return kd_workspace_bytes(default_backend_t<Space>{}, opts, args, outs);
-}
-
-/// Run step: checks (cheaply, O(N)), then computes the loss and the requested gradients into the
-/// caller's outputs. On the CPU backend it is noexcept and allocation-free; on error nothing is written.
-template <class Backend, class T, class Space, class Label, class Real>
-status kd_run(const Backend& backend, const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(Backend::is_nothrow) {
-    if (status s = kd_check(backend, opts, args, outs); !s) return s;
-    const std::size_t need = kd_workspace_bytes(backend, opts, args, outs);
-    if (ws.bytes < need || (need > 0 && ws.data == nullptr))
-        return detail::method_error(errc::workspace_too_small, "kd", "workspace").text("workspace has ")
-            .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ").number(static_cast<std::int64_t>(need));
-
-    const index_t n = args.student.extent(0);
-    const T tau = static_cast<T>(opts.temperature);
-    const detail::row_weighting<T, Label> weighting{detail::to_vector_ref(args.labels), detail::to_vector_ref(args.weight),
-                                                    opts.ignore_index};
-    T inv_total = T(1);
-    if (opts.reduce == reduction::batchmean) {
-        const T total = backend.transform_reduce(n, weighting, T(0), detail::plus_op<T>{});
-        inv_total = total > T(0) ? T(1) / total : T(0);
+template <class Real>
+struct response_method<basic_kd_options<Real>> {
+    static constexpr const char* name = "kd";
+    static constexpr bool has_temperature = true;
+    static constexpr bool needs_teacher = true;
+    static constexpr bool labels_required = false;
+    static constexpr const char* min_classes_reason = "standardize";
+    static constexpr index_t min_classes(const basic_kd_options<Real>& o) noexcept { return o.standardize ? 2 : 1; }
+    static status check_params(const basic_kd_options<Real>& o) noexcept { return detail::check_tempered(name, o); }
+    template <class T, class Label>
+    static detail::kd_row_kernel<T, Label> kernel(const basic_kd_options<Real>& o, const row_context<T, Label>& ctx) noexcept {
+        const T tau = static_cast<T>(o.temperature);
+        return {ctx, tau, T(1) / tau, o.standardize};
     }
-    const detail::kd_row_kernel<T, Label> kernel{detail::to_matrix_ref(args.student),
-                                                 detail::to_matrix_ref(args.teacher),
-                                                 detail::to_matrix_ref(outs.grad_student),
-                                                 weighting,
-                                                 inv_total,
-                                                 tau,
-                                                 T(1) / tau,
-                                                 opts.standardize,
-                                                 outs.grad_temperature.bound()};
-    backend.run_rows(n, kernel, opts.reduce, detail::to_vector_ref(outs.loss),
-                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
-    return {};
-}
+};
 
-template <class T, class Space, class Label, class Real>
-status kd_run(const basic_kd_options<Real>& opts, const response_args<T, Space, Label>& args,
-              const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(default_backend_t<Space>::is_nothrow) {
-    return kd_run(default_backend_t<Space>{}, opts, args, outs, ws);
-}
-
-/// Convenience: allocates the outputs and returns loss, gradient w.r.t. the student and
-/// w.r.t. the temperature. Throws distill::error on bad input (or returns it in .status
-/// when exceptions are disabled). labels and weight may be distill::none.
-template <backend_object Backend, real_tensor S, real_tensor Tt, optional_tensor L, optional_tensor W, class Real = double>
-auto kd(const Backend& backend, const S& student, const Tt& teacher, const L& labels, const W& weight,
-        const basic_kd_options<Real>& opts = {}) {
-    const auto args = make_response_args(student, teacher, labels, weight);
-    return detail::run_owning(
-        backend, args, opts.reduce, true, [&] { return kd_check_args(backend, opts, args); },
-        [&](const auto& outs) { return kd_workspace_bytes(backend, opts, args, outs); },
-        [&](const auto& outs, workspace ws) { return kd_run(backend, opts, args, outs, ws); });
-}
-
-template <real_tensor S, real_tensor Tt, optional_tensor L, optional_tensor W, class Real = double>
-auto kd(const S& student, const Tt& teacher, const L& labels, const W& weight, const basic_kd_options<Real>& opts = {}) {
-    return kd(default_backend_t<memory_space_t<S>>{}, student, teacher, labels, weight, opts);
-}
-
-template <real_tensor S, real_tensor Tt, optional_tensor L, class Real = double>
-auto kd(const S& student, const Tt& teacher, const L& labels, const basic_kd_options<Real>& opts = {}) {
-    return kd(student, teacher, labels, none, opts);
-}
-
-template <real_tensor S, real_tensor Tt, class Real = double>
-auto kd(const S& student, const Tt& teacher, const basic_kd_options<Real>& opts = {}) {
-    return kd(student, teacher, none, none, opts);
-}
+/// kd(student, teacher[, labels[, weight]][, opts]): loss, d loss / d student and d loss / d T.
+inline constexpr response_loss_fn<basic_kd_options> kd{};
 
 }  // namespace distill
