@@ -14,3 +14,4 @@
 #include "core/view.hpp"
 #include "losses/response/driver.hpp"
 #include "losses/response/kd.hpp"
+#include "losses/response/reverse_kd.hpp"

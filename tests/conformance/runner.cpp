@@ -22,6 +22,7 @@
 #include "case_file.hpp"
 #include "harness.hpp"
 #include "methods/kd.hpp"
+#include "methods/reverse_kd.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -146,6 +147,7 @@ method_entry entry() {
 /// Every method the runner implements: one entry each.
 const method_entry methods[] = {
     entry<kd_method>(),
+    entry<reverse_kd_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {

@@ -27,6 +27,15 @@ DISTILL_HD inline T log(T x) noexcept {
 }
 
 template <class T>
+DISTILL_HD inline T log1p(T x) noexcept {
+#if defined(__CUDA_ARCH__)
+    return ::log1p(x);
+#else
+    return std::log1p(x);
+#endif
+}
+
+template <class T>
 DISTILL_HD inline T sqrt(T x) noexcept {
 #if defined(__CUDA_ARCH__)
     return ::sqrt(x);

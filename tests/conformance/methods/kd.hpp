@@ -1,13 +1,8 @@
 // methods/kd.hpp - conformance runner for `kd` (METHODS-response.md, section kd).
-//
-// Params: temperature, reduction, ignore_index, standardize. Inputs: student,
-// teacher, labels, weight. Outputs: loss, grad.student, grad.temperature (all
-// three always requested, so that an error case proves none is written).
+// Params: temperature, reduction, ignore_index, standardize.
 #pragma once
 
-#include <distill/distill.hpp>
-
-#include "../harness.hpp"
+#include "response.hpp"
 
 namespace distill_conformance {
 
@@ -16,28 +11,9 @@ struct kd_method {
 
     template <class Call>
     static distill::status run(Call& call) {
-        using T = typename Call::real_type;
-        distill::basic_kd_options<T> opts;
-        if (auto t = call.real_param("temperature")) opts.temperature = static_cast<T>(*t);
-        if (auto i = call.integer_param("ignore_index")) opts.ignore_index = *i;
-        if (auto s = call.flag_param("standardize")) opts.standardize = *s;
-        // An unknown word is the library's value error (from parse_reduction); the call still
-        // runs, with an enumerator that does not exist, and must reject it too without writing.
-        distill::status parsed;
-        if (auto r = call.word_param("reduction")) {
-            parsed = distill::parse_reduction(r->c_str(), opts.reduce);
-            if (!parsed) opts.reduce = static_cast<distill::reduction>(0xff);
-        }
-
-        const distill::response_args<T, typename Call::memory_space, std::int64_t> args{
-            call.real_input("student"), call.real_input("teacher"), call.integer_input("labels"),
-            call.real_input("weight")};
-        const distill::response_outputs<T, typename Call::memory_space> outs{
-            call.loss_output(opts.reduce == distill::reduction::none), call.gradient_output("student"),
-            call.output("grad.temperature", {})};
-        const distill::status ran =
-            distill::run(opts, args, outs, call.workspace(distill::workspace_bytes(opts, args, outs)));
-        return parsed ? ran : parsed;
+        return run_response(call, distill::basic_kd_options<typename Call::real_type>{}, [&](auto& opts) {
+            if (auto s = call.flag_param("standardize")) opts.standardize = *s;
+        });
     }
 };
 

@@ -29,6 +29,7 @@
 
 #include <cstdint>
 
+#include "divergence.hpp"
 #include "driver.hpp"
 
 namespace distill {
@@ -77,21 +78,6 @@ DISTILL_HD inline row_transform<T> standardizing_transform(const T* x, index_t c
     r.scale = r.inv_d * inv_tau;
     return r;
 }
-
-/// Online max and sum of exp(x - max) in one pass: log-sum-exp = max + log(sum).
-template <class T>
-struct online_logsumexp {
-    T max = lowest<T>();
-    T sum = 0;
-    DISTILL_HD void add(T x) noexcept {
-        if (x > max) {
-            sum = sum * detail::exp(max - x) + T(1);
-            max = x;
-        } else {
-            sum += detail::exp(x - max);
-        }
-    }
-};
 
 /// The kd row kernel: loss, gradient row and d/dT of row i. Shared by every backend.
 template <class T, class Label>
