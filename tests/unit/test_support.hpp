@@ -42,17 +42,41 @@ inline bool contains(const char* text, const char* fragment) {
     return std::string(text).find(fragment) != std::string::npos;
 }
 
-/// The status is the expected error: code, kind, offending argument, and message fragments
-/// (the argument's name and the sizes involved).
-inline void check_error(const distill::status& s, distill::errc code, distill::error_kind kind, const char* argument,
-                        std::initializer_list<const char*> fragments) {
+/// The status is the expected error of `method`: code, kind, offending argument, the message
+/// prefix "<method>: " and message fragments (the argument's name and the sizes involved).
+inline void check_method_error(const char* method, const distill::status& s, distill::errc code,
+                               distill::error_kind kind, const char* argument,
+                               std::initializer_list<const char*> fragments) {
     INFO("message: ", s.message());
     CHECK_FALSE(s.ok());
     CHECK(static_cast<int>(s.code()) == static_cast<int>(code));
     CHECK(static_cast<int>(s.kind()) == static_cast<int>(kind));
     CHECK(std::string(s.argument()) == argument);
-    CHECK(std::string(s.message()).rfind("kd: ", 0) == 0);
+    CHECK(std::string(s.message()).rfind(std::string(method) + ": ", 0) == 0);
     for (const char* f : fragments) CHECK_MESSAGE(contains(s.message(), f), "missing fragment: ", f);
+}
+
+/// check_method_error for kd.
+inline void check_error(const distill::status& s, distill::errc code, distill::error_kind kind, const char* argument,
+                        std::initializer_list<const char*> fragments) {
+    check_method_error("kd", s, code, kind, argument, fragments);
+}
+
+/// Central finite differences of a scalar function of x (double precision): the gradient
+/// at x with step rel_step * max(1, |x_i|) per coordinate.
+template <class F>
+std::vector<double> numeric_gradient(F&& f, std::vector<double> x, double rel_step = 1e-6) {
+    std::vector<double> g(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const double xi = x[i], h = rel_step * std::max(1.0, std::abs(xi));
+        x[i] = xi + h;
+        const double up = f(x);
+        x[i] = xi - h;
+        const double down = f(x);
+        x[i] = xi;
+        g[i] = (up - down) / (2 * h);
+    }
+    return g;
 }
 
 /// Options of the reference (kept apart from distill's so the reference cannot share a bug).

@@ -1,0 +1,2 @@
+// tests/unit/parity/labels.hpp: included by thrust_response_test.cpp (being written).
+#pragma once
