@@ -67,9 +67,11 @@ public:
                  (R2 == Rank || (is_dynamic && R2 != dynamic_rank)))
     DISTILL_HD constexpr strided_view(const strided_view<U, R2, Space>& other) noexcept
         : data_(other.data()), rank_(other.bound() ? other.rank() : -1) {
+        constexpr int other_capacity = strided_view<U, R2, Space>::capacity;
         for (int r = 0; r < capacity; ++r) {
-            extents_[r] = r < other.rank() ? other.extent(r) : 0;
-            strides_[r] = r < other.rank() ? other.stride(r) : 0;
+            const bool copied = r < other_capacity && r < other.rank();  // first test: a bound the compiler sees
+            extents_[r] = copied ? other.extent(r) : 0;
+            strides_[r] = copied ? other.stride(r) : 0;
         }
     }
 
