@@ -22,7 +22,17 @@
 #include "case_file.hpp"
 #include "harness.hpp"
 #include "methods/kd.hpp"
+#include "methods/kd_topk.hpp"
 #include "methods/reverse_kd.hpp"
+#include "methods/logit_mse.hpp"
+#include "methods/ce.hpp"
+#include "methods/dkd.hpp"
+#include "methods/dist.hpp"
+#include "methods/jsd.hpp"
+#include "methods/skew_kd.hpp"
+#include "methods/skew_reverse_kd.hpp"
+#include "methods/tvd.hpp"
+#include "methods/soft_ce.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -147,7 +157,17 @@ method_entry entry() {
 /// Every method the runner implements: one entry each.
 const method_entry methods[] = {
     entry<kd_method>(),
+    entry<kd_topk_method>(),
     entry<reverse_kd_method>(),
+    entry<logit_mse_method>(),
+    entry<ce_method>(),
+    entry<dkd_method>(),
+    entry<dist_method>(),
+    entry<jsd_method>(),
+    entry<skew_kd_method>(),
+    entry<skew_reverse_kd_method>(),
+    entry<tvd_method>(),
+    entry<soft_ce_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {

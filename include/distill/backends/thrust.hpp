@@ -64,6 +64,12 @@ struct thrust_backend {
                                         thrust::counting_iterator<index_t>(n), f, init, op);
     }
 
+    /// Runs f(i) for every i in [0, n) (the passes of multi-pass losses such as dist).
+    template <class F>
+    void for_each(index_t n, const F& f) const {
+        thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), n, f);
+    }
+
     template <class T>
     static constexpr std::size_t rows_workspace_bytes(index_t n, reduction red, bool want_dtemperature) noexcept {
         const std::size_t arrays = (red != reduction::none ? 1u : 0u) + (want_dtemperature ? 1u : 0u);

@@ -118,6 +118,12 @@ struct cpu_backend {
         return init;
     }
 
+    /// Runs f(i) for every i in [0, n) (the passes of multi-pass losses such as dist).
+    template <class F>
+    void for_each(index_t n, const F& f) const noexcept {
+        for (index_t i = 0; i < n; ++i) f(i);
+    }
+
     /// Scratch a call to run_rows needs (none on the CPU).
     template <class T>
     static constexpr std::size_t rows_workspace_bytes(index_t, reduction, bool) noexcept {

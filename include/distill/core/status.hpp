@@ -28,6 +28,8 @@ enum class errc : std::uint8_t {
     unknown_reduction,   ///< a reduction word or enumerator that does not exist
     label_out_of_range,  ///< a label outside [0, C) that is not ignore_index
     invalid_weight,      ///< a negative or non-finite row weight
+    index_out_of_range,  ///< an id input (kd_topk's teacher.index) outside [0, V)
+    repeated_index,      ///< an id that appears twice where ids must be distinct (a row of teacher.index)
     // usage errors
     aliasing,            ///< an output overlaps an input or another output
     workspace_too_small, ///< the caller's scratch is smaller than the query said
@@ -46,7 +48,9 @@ constexpr error_kind kind_of(errc e) noexcept {
         case errc::invalid_parameter:
         case errc::unknown_reduction:
         case errc::label_out_of_range:
-        case errc::invalid_weight: return error_kind::value;
+        case errc::invalid_weight:
+        case errc::index_out_of_range:
+        case errc::repeated_index: return error_kind::value;
         case errc::aliasing:
         case errc::workspace_too_small: return error_kind::usage;
     }

@@ -1,2 +1,186 @@
-// tests/unit/parity/divergences.hpp: included by thrust_response_test.cpp (being written).
+// tests/unit/parity/divergences.hpp: reverse_kd, jsd, skew_kd, skew_reverse_kd, tvd and soft_ce on
+// the Thrust backend (OMP device system) against the CPU backend (included by
+// thrust_response_test.cpp, after test_support.hpp and distill/thrust.hpp): float and double,
+// shapes from 1 x 2 and N x 1 to 37 x 1000, with labels, weights, every reduction and d/dT; and
+// errors found in device memory, with the device outputs left alone.
 #pragma once
+
+#include <thrust/device_vector.h>
+#include <thrust/host_vector.h>
+#include <thrust/system/omp/execution_policy.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace divergences_parity_test {
+
+using namespace distill_test;
+using distill::device_space;
+using distill::errc;
+using distill::error_kind;
+using distill::index_t;
+using distill::reduction;
+
+template <class T>
+std::vector<T> host_copy(const thrust::device_vector<T>& d) {
+    const thrust::host_vector<T> h = d;
+    return std::vector<T>(h.begin(), h.end());
+}
+template <class T>
+std::vector<T> host_copy(const distill::tensor<T, device_space>& t) {
+    return host_copy(t.storage_object());
+}
+template <class T>
+std::vector<T> host_copy(const distill::tensor<T>& t) {
+    return std::vector<T>(t.data(), t.data() + t.size());
+}
+
+/// A host problem copied to device memory.
+template <class T>
+struct device_copy {
+    const host_problem<T>& host;
+    thrust::device_vector<T> student, teacher, weight;
+    thrust::device_vector<std::int64_t> labels;
+
+    explicit device_copy(const host_problem<T>& h)
+        : host(h), student(h.student), teacher(h.teacher), weight(h.weight), labels(h.labels) {}
+
+    distill::response_args<T, device_space> args() const {
+        distill::response_args<T, device_space> a{distill::as_matrix(student, host.n, host.c),
+                                                  distill::as_matrix(teacher, host.n, host.c)};
+        if (host.use_labels) a.labels = distill::as_view(labels);
+        if (host.use_weight) a.weight = distill::as_view(weight);
+        return a;
+    }
+};
+
+/// The device result matches the CPU one: per-row values to rounding, sums over the n rows to
+/// reordering (d/dT sums terms of both signs, so its allowance is absolute, per row).
+template <class T, class DeviceResult, class HostResult>
+void check_parity(const DeviceResult& dev, const HostResult& cpu, index_t n) {
+    const double rtol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+    REQUIRE(dev.status.ok());
+    REQUIRE(cpu.status.ok());
+    DISTILL_CHECK_CLOSE(dev.loss, cpu.loss, rtol, 1e-30);
+    DISTILL_CHECK_CLOSE(dev.grad_temperature, cpu.grad_temperature, rtol, rtol * static_cast<double>(n));
+    check_all_close(host_copy(dev.grad_student), host_copy(cpu.grad_student), rtol, 1e-30);
+    check_all_close(host_copy(dev.row_losses), host_copy(cpu.row_losses), rtol, 1e-30);
+}
+
+/// One method on the CPU (host views), on the device (device views) and with Thrust on host memory
+/// under OpenMP: all agree.
+template <class T, class Loss, class Options>
+void check_method_parity(const Loss& loss, const Options& opts, const host_problem<T>& hp) {
+    const device_copy<T> dp(hp);
+    const auto ha = hp.args();
+    const auto da = dp.args();
+    const auto cpu = loss(ha.student, ha.teacher, ha.labels, ha.weight, opts);
+    const auto dev = loss(da.student, da.teacher, da.labels, da.weight, opts);
+    static_assert(std::is_same_v<decltype(dev), const distill::loss_result<T, device_space>>);
+    check_parity<T>(dev, cpu, hp.n);
+    check_parity<T>(loss(distill::thrust_host(thrust::omp::par), ha.student, ha.teacher, ha.labels, ha.weight, opts),
+                    cpu, hp.n);
+}
+
+TEST_CASE_TEMPLATE("divergences (thrust): the device backend matches the CPU backend", T, float, double) {
+    constexpr std::array<std::array<index_t, 2>, 6> shapes = {{{1, 2}, {1, 7}, {6, 1}, {5, 4}, {37, 1000}, {1, 1}}};
+    int runs = 0;
+    for (const auto& shape : shapes)
+        for (int extras = 0; extras < 2; ++extras)
+            for (double temperature : {0.5, 4.0})
+                for (reduction red : {reduction::batchmean, reduction::sum, reduction::none}) {
+                    const index_t n = shape[0], c = shape[1];
+                    CAPTURE(n);
+                    CAPTURE(c);
+                    CAPTURE(extras);
+                    CAPTURE(temperature);
+                    INFO("reduction: ", std::string(distill::to_string(red)));
+                    host_problem<T> hp(n, c, static_cast<unsigned>(500 + n + c));
+                    if (extras) {
+                        if (n > 1) hp.with_labels({n / 2});
+                        else hp.with_labels();
+                        hp.with_weight();
+                    }
+                    check_method_parity(distill::reverse_kd, distill::reverse_kd_options{temperature, red}, hp);
+                    check_method_parity(distill::jsd, distill::jsd_options{temperature, red, -100, 0.3}, hp);
+                    check_method_parity(distill::skew_kd, distill::skew_kd_options{temperature, red, -100, 0.1}, hp);
+                    check_method_parity(distill::skew_reverse_kd,
+                                        distill::skew_reverse_kd_options{temperature, red, -100, 0.6}, hp);
+                    check_method_parity(distill::tvd, distill::tvd_options{temperature, red}, hp);
+                    check_method_parity(distill::soft_ce, distill::soft_ce_options{temperature, red}, hp);
+                    ++runs;
+                }
+    CHECK(runs == 72);  // 6 shapes x 2 x 2 temperatures x 3 reductions
+}
+
+TEST_CASE_TEMPLATE("divergences (thrust): the skew methods at alpha 0 and 1, and logits of 1e3", T, float, double) {
+    host_problem<T> hp(9, 33, 611, 1000.0);
+    hp.with_labels({4}).with_weight();
+    for (double alpha : {0.0, 1.0}) {
+        CAPTURE(alpha);
+        check_method_parity(distill::skew_kd, distill::skew_kd_options{0.5, reduction::sum, -100, alpha}, hp);
+        check_method_parity(distill::skew_reverse_kd, distill::skew_reverse_kd_options{0.5, reduction::sum, -100, alpha},
+                            hp);
+    }
+    check_method_parity(distill::jsd, distill::jsd_options{0.5, reduction::none}, hp);
+    check_method_parity(distill::tvd, distill::tvd_options{0.5, reduction::none}, hp);
+}
+
+TEST_CASE_TEMPLATE("divergences (thrust): run with caller workspace writes the CPU results into device outputs", T,
+                   float, double) {
+    host_problem<T> hp(9, 11, 401);
+    hp.with_labels({3}).with_weight();
+    const device_copy<T> dp(hp);
+    for (reduction red : {reduction::batchmean, reduction::sum, reduction::none}) {
+        const distill::jsd_options opts{2.0, red, -100, 0.4};
+        host_outputs<T> ho(red, 9, 11);
+        REQUIRE(distill::run(opts, hp.args(), ho.views(9, 11)).ok());
+        const index_t loss_size = red == reduction::none ? 9 : 1;
+        thrust::device_vector<T> loss(static_cast<std::size_t>(loss_size)), grad(99), grad_t(1);
+        const distill::response_outputs<T, device_space> outs{distill::as_view(loss), distill::as_matrix(grad, 9, 11),
+                                                              distill::as_view(grad_t)};
+        const auto backend = distill::thrust_device();
+        thrust::device_vector<unsigned char> scratch(distill::workspace_bytes(backend, opts, dp.args(), outs));
+        const distill::workspace ws{thrust::raw_pointer_cast(scratch.data()), scratch.size()};
+        REQUIRE(distill::run(backend, opts, dp.args(), outs, ws).ok());
+        const double rtol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+        check_all_close(host_copy(loss), ho.loss, rtol, 1e-30);
+        check_all_close(host_copy(grad), ho.grad, rtol, 1e-30);
+        DISTILL_CHECK_CLOSE(host_copy(grad_t)[0], ho.grad_temperature[0], rtol, rtol * 9);
+    }
+}
+
+TEST_CASE_TEMPLATE("divergences (thrust): errors found in device memory are reported and write nothing", T, float,
+                   double) {
+    host_problem<T> hp(4, 6, 421);
+    hp.with_labels().with_weight();
+    hp.weight[2] = T(-1);  // read back from device memory by the check step
+    const device_copy<T> dp(hp);
+    thrust::device_vector<T> loss(1, host_outputs<T>::sentinel), grad(24, host_outputs<T>::sentinel),
+        grad_t(1, host_outputs<T>::sentinel);
+    const distill::response_outputs<T, device_space> outs{distill::as_view(loss), distill::as_matrix(grad, 4, 6),
+                                                          distill::as_view(grad_t)};
+    auto untouched = [&] {
+        for (const auto* v : {&loss, &grad, &grad_t})
+            for (T x : host_copy(*v))
+                if (x != host_outputs<T>::sentinel) return false;
+        return true;
+    };
+    check_method_error("tvd", distill::run(distill::tvd_options{}, dp.args(), outs), errc::invalid_weight,
+                       error_kind::value, "weight", {"weight[2]", ">= 0"});
+    CHECK(untouched());
+    // A parameter rule, before anything is read on the device.
+    host_problem<T> good(4, 6, 421);
+    const device_copy<T> dg(good);
+    check_method_error("jsd", distill::run(distill::jsd_options{.beta = 1.0}, dg.args(), outs),
+                       errc::invalid_parameter, error_kind::value, "beta", {"beta = "});
+    CHECK(untouched());
+    // And the convenience object throws.
+    CHECK_THROWS_AS((void)distill::skew_kd(dp.args().student, dp.args().teacher, dp.args().labels, dp.args().weight,
+                                           distill::skew_kd_options{}),
+                    distill::error);
+}
+
+}  // namespace divergences_parity_test

@@ -39,10 +39,12 @@ struct element_of {
 
 /// check_args(): status of the inputs alone (so nothing is allocated for absurd shapes);
 /// run(outputs, workspace): the run step; workspace_bytes(outputs): its scratch query.
-template <class Backend, class T, class Space, class Label, class CheckArgs, class WorkspaceBytes, class Run>
-loss_result<T, Space> run_owning(const Backend& backend, const response_args<T, Space, Label>& args, reduction red,
-                                 bool has_temperature, CheckArgs&& check_args, WorkspaceBytes&& workspace_bytes,
-                                 Run&& run) {
+/// Args: any argument struct with real_type, memory_space and a 2-D `student` member (N x C).
+template <class Backend, class Args, class CheckArgs, class WorkspaceBytes, class Run>
+auto run_owning(const Backend& backend, const Args& args, reduction red, bool has_temperature,
+                CheckArgs&& check_args, WorkspaceBytes&& workspace_bytes, Run&& run) {
+    using T = typename Args::real_type;
+    using Space = typename Args::memory_space;
     loss_result<T, Space> result;
     if (status s = check_args(); !s) {
         result.status = raise(s);

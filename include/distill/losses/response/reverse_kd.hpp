@@ -30,9 +30,9 @@ using reverse_kd_float_options = basic_reverse_kd_options<float>;
 namespace detail {
 template <class T>
 struct reverse_kl_terms {
-    DISTILL_HD divergence_term<T> operator()(T ls, T lt, T ps, T) const noexcept {
+    DISTILL_HD divergence_term<T> operator()(T, T, T ps, T, T ls_minus_lt) const noexcept {
         if (!(ps > T(0))) return {};
-        return {ps * (ls - lt), ps * (ls - lt + T(1)), -ps};
+        return {ps * ls_minus_lt, ps * (ls_minus_lt + T(1)), -ps};
     }
 };
 

@@ -1,0 +1,186 @@
+// distill/losses/response/dkd.hpp: Decoupled Knowledge Distillation.
+//
+// B. Zhao, Q. Cui, R. Song, Y. Qiu, J. Liang, "Decoupled Knowledge Distillation", CVPR 2022
+// (megvii-research/mdistiller, DKD.py; defaults alpha 1, beta 8, T 4 from its cfg.py).
+// KD splits into a target part (how much mass the target class gets) and a non-target part
+// (how the rest is shared); DKD weights them separately, which lets the non-target "dark
+// knowledge" count even when the teacher is confident.
+//
+// For row i with label y, s = student_i / T, t = teacher_i / T, LSE the log-sum-exp over all
+// classes and LSE' the one over the classes c != y:
+//
+//     log b^s = [s_y - LSE(s), LSE'(s) - LSE(s)]       (target / non-target mass; b^t likewise)
+//     log q^s_c = s_c - LSE'(s) for c != y              (softmax over the non-target classes)
+//     TCKD = sum_j b^t_j (log b^t_j - log b^s_j),   NCKD = sum_{c != y} q^t_c (log q^t_c - log q^s_c)
+//     L_i = T^2 (alpha TCKD + beta NCKD)
+//
+// The target is excluded exactly (its own accumulator), not with mdistiller's -1000 mask, which
+// stops excluding once the logit gap over T passes ~960. NCKD = 0 exactly when C = 2. With
+// alpha = beta = 1, TCKD + b^t_1 NCKD is KD's KL(p_t || p_s).
+//
+// Gradients, with F = alpha TCKD + beta NCKD and d1 = b^s_1 - b^t_1 (= b^t_0 - b^s_0):
+//     dTCKD/ds_c = d1 ([c != y] q^s_c - [c == y]),    dNCKD/ds_c = [c != y] (q^s_c - q^t_c)
+//     dL_i/d student_c = w_i T (alpha dTCKD/ds_c + beta dNCKD/ds_c)
+//     dL_i/dT = w_i [2T F - T (sum_c dF/ds_c s_c + sum_c dF/dt_c t_c)], where, as every sum of a
+//       derivative over the classes is 0, s and t are shifted by the non-target maxima:
+//       sum_c dF/ds_c s_c = alpha d1 (E_qs[s] - s_y) + beta sum_{c != y} (q^s_c - q^t_c) s_c
+//       sum_c dF/dt_c t_c = alpha b^t_0 b^t_1 (D_0 - D_1)(t_y - E_qt[t]) + beta sum_{c != y} q^t_c (r_c - NCKD) t_c
+//       with D_j = log b^t_j - log b^s_j and r_c = log q^t_c - log q^s_c.
+//
+// Cost: O(N C) time, O(1) extra memory per row, two reads of each row: online max / sum-exp of
+// student and teacher over the non-target classes (the all-class ones follow by adding the
+// target), then q^s, q^t, NCKD, the d/dT sums and the gradient row.
+// Masked logits (-inf) have probability 0: an entry masked in both student and teacher adds
+// nothing; one masked in the student only where the teacher has mass makes the loss +inf.
+// Terms with a zero probability factor are dropped, never formed as 0 * inf. (A row whose
+// non-target entries are all -inf has no q and is not defined.)
+#pragma once
+
+#include <cstdint>
+
+#include "divergence.hpp"
+#include "driver.hpp"
+
+namespace distill {
+
+/// Parameters of dkd. Real is the type the parameters are stored in (dkd_options: double;
+/// dkd_float_options for float-only builds).
+template <class Real>
+struct basic_dkd_options {
+    Real temperature = 4;                     ///< T > 0 and finite
+    reduction reduce = reduction::batchmean;  ///< batchmean, sum or none
+    std::int64_t ignore_index = -100;         ///< rows whose label equals this get weight 0
+    Real alpha = 1;                           ///< weight of TCKD, finite and >= 0
+    Real beta = 8;                            ///< weight of NCKD, finite and >= 0
+};
+using dkd_options = basic_dkd_options<double>;
+using dkd_float_options = basic_dkd_options<float>;
+
+namespace detail {
+
+/// A weight of dkd: finite and >= 0 (nan fails too).
+template <class R>
+status check_dkd_weight(const char* name, R value) noexcept {
+    if (is_finite(value) && value >= R(0)) return {};
+    return method_error(errc::invalid_parameter, "dkd", name).text(name).text(" = ").real(static_cast<double>(value))
+        .text(" must be finite and >= 0");
+}
+
+/// The dkd row kernel: loss, gradient row and d/dT of row i.
+template <class T, class Label>
+struct dkd_row_kernel {
+    row_context<T, Label> ctx;
+    T tau, inv_tau, alpha, beta;
+
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+        const T w = ctx.row_scale(i);
+        if (w == T(0)) {  // also every ignored row, whose label may be outside [0, C)
+            ctx.zero_grad_row(i);
+            return {};
+        }
+        const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride;
+        const T* s = ctx.student.row(i);
+        const T* t = ctx.teacher.row(i);
+        const auto y = static_cast<index_t>(ctx.labels[i]);
+
+        // Pass 1: max and sum-exp over the non-target classes; adding the target gives the full ones.
+        online_logsumexp<T> s_other, t_other;
+        for (index_t c = 0; c < cols; ++c) {
+            if (c == y) continue;
+            s_other.add(s[c * cs] * inv_tau);
+            t_other.add(t[c * ct] * inv_tau);
+        }
+        const T sy = s[y * cs] * inv_tau, ty = t[y * ct] * inv_tau;
+        online_logsumexp<T> s_all = s_other, t_all = t_other;
+        s_all.add(sy);
+        t_all.add(ty);
+        const T max_so = s_other.max, max_to = t_other.max;
+        const T log_sum_so = detail::log(s_other.sum), log_sum_to = detail::log(t_other.sum);
+        const T log_sum_s = detail::log(s_all.sum), log_sum_t = detail::log(t_all.sum);
+        // log b = [z_y - LSE, LSE' - LSE], each as (z - max) - log(sum): exact near the maxima.
+        const T log_bs0 = (sy - s_all.max) - log_sum_s, log_bs1 = (max_so - s_all.max) + (log_sum_so - log_sum_s);
+        const T log_bt0 = (ty - t_all.max) - log_sum_t, log_bt1 = (max_to - t_all.max) + (log_sum_to - log_sum_t);
+        const T bs0 = detail::exp(log_bs0), bs1 = detail::exp(log_bs1);
+        const T bt0 = detail::exp(log_bt0), bt1 = detail::exp(log_bt1);
+        // b^s_1 - b^t_1 from the smaller masses, where it does not cancel.
+        const T d1 = (bs1 > T(0.5) && bt1 > T(0.5)) ? bt0 - bs0 : bs1 - bt1;
+        const T tckd_0 = bt0 > T(0) ? bt0 * (log_bt0 - log_bs0) : T(0);
+        const T tckd_1 = bt1 > T(0) ? bt1 * (log_bt1 - log_bs1) : T(0);
+        const T tckd = tckd_0 + tckd_1;
+
+        // Pass 2: q^s, q^t over c != y; NCKD, the d/dT sums and the gradient row.
+        const bool student_has_others = s_other.sum > T(0), teacher_has_others = t_other.sum > T(0);
+        // log q^t_c - log q^s_c = ((t_c - max') - (s_c - max')) - log(sum'_t / sum'_s): no rounding at the
+        // scale of log C per class (see kd.hpp).
+        const T log_ratio = detail::log(t_other.sum / s_other.sum);
+        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
+        const index_t cg = ctx.grad.col_stride;
+        const T gscale = w * tau;
+        T nckd = 0, qs_ds = 0, qt_dt = 0, term_dt = 0, dq_ds = 0;
+        for (index_t c = 0; c < cols; ++c) {
+            if (c == y) {
+                if (g) g[c * cg] = gscale * (-alpha * d1);
+                continue;
+            }
+            const T ds = s[c * cs] * inv_tau - max_so, dt = t[c * ct] * inv_tau - max_to;
+            const T qs = student_has_others ? detail::exp(ds - log_sum_so) : T(0);
+            const T qt = teacher_has_others ? detail::exp(dt - log_sum_to) : T(0);
+            if (qt > T(0)) {
+                const T term = qt * ((dt - ds) - log_ratio);
+                nckd += term;
+                if (ctx.want_dtemperature) {
+                    term_dt += term * dt;
+                    qt_dt += qt * dt;
+                }
+            }
+            if (ctx.want_dtemperature) {
+                if (qs > T(0)) qs_ds += qs * ds;
+                if (qs != qt) dq_ds += (qs - qt) * ds;
+            }
+            if (g) g[c * cg] = gscale * (alpha * d1 * qs + beta * (qs - qt));
+        }
+        const T inner = alpha * tckd + beta * nckd;
+        row_result<T> r;
+        r.value = w * tau * tau * inner;
+        if (ctx.want_dtemperature) {
+            T student_sum = beta * dq_ds;  // sum_c dF/ds_c (s_c - max'_s)
+            if (d1 != T(0)) student_sum += alpha * d1 * (qs_ds - (sy - max_so));
+            T teacher_sum = beta * (term_dt - nckd * qt_dt);  // sum_c dF/dt_c (t_c - max'_t)
+            if (bt0 > T(0) && bt1 > T(0)) {
+                const T log_ratio_gap = (log_bt0 - log_bs0) - (log_bt1 - log_bs1);  // D_0 - D_1
+                teacher_sum += alpha * bt0 * bt1 * log_ratio_gap * ((ty - max_to) - qt_dt);
+            }
+            r.dtemperature = w * (T(2) * tau * inner - tau * (student_sum + teacher_sum));
+        }
+        return r;
+    }
+};
+
+}  // namespace detail
+
+template <class Real>
+struct response_method<basic_dkd_options<Real>> {
+    using options = basic_dkd_options<Real>;
+    static constexpr const char* name = "dkd";
+    static constexpr bool has_temperature = true;
+    static constexpr bool needs_teacher = true;
+    static constexpr bool labels_required = true;
+    static constexpr const char* min_classes_reason = "dkd (a target and a non-target class)";
+    static constexpr index_t min_classes(const options&) noexcept { return 2; }
+    static status check_params(const options& o) noexcept {
+        if (status s = detail::check_tempered(name, o); !s) return s;
+        if (status s = detail::check_dkd_weight("alpha", o.alpha); !s) return s;
+        return detail::check_dkd_weight("beta", o.beta);
+    }
+    template <class T, class Label>
+    static detail::dkd_row_kernel<T, Label> kernel(const options& o, const row_context<T, Label>& ctx) noexcept {
+        const T tau = static_cast<T>(o.temperature);
+        return {ctx, tau, T(1) / tau, static_cast<T>(o.alpha), static_cast<T>(o.beta)};
+    }
+};
+
+/// dkd(student, teacher, labels[, weight][, opts]): loss, d loss / d student and d loss / d T.
+/// (The shorter overload without labels compiles but reports that labels are required.)
+inline constexpr response_loss_fn<basic_dkd_options> dkd{};
+
+}  // namespace distill

@@ -1,0 +1,80 @@
+// distill/losses/response/jsd.hpp: generalized Jensen-Shannon divergence.
+//
+// R. Agarwal, N. Vieillard, Y. Zhou, P. Stanczyk, S. Ramos, M. Geist, O. Bachem, "On-Policy
+// Distillation of Language Models: Learning from Self-Generated Mistakes" (GKD), ICLR 2024,
+// Eq. 1. beta weights the teacher (as in TRL and Liger-Kernel): with M = beta pt + (1-beta) ps,
+//
+//     L_i = T^2 [ beta KL(pt || M) + (1 - beta) KL(ps || M) ]
+//     lm  = log M = logaddexp(lt + log beta, ls + log(1 - beta))          (log space)
+//     phi = beta pt (lt - lm) + (1 - beta) ps (ls - lm)
+//     d phi / d ls = (1 - beta) ps (ls - lm),   d phi / d lt = beta pt (lt - lm)
+//
+// (d lm / d ls = (1 - beta) ps / M, so the terms through lm add up to -(1 - beta) ps and
+// cancel the 1 of d (ps ls) / d ls = ps (ls + 1)). beta = 0.5 is the ordinary JSD, bounded
+// by log 2 per row (times T^2).
+// beta must lie in the open interval (0, 1): at 0 and 1 the formula is identically 0
+// (TRL's special cases there are kd and reverse_kd; use those instead).
+//
+// Cost: O(N C) time, three reads of each row, O(1) extra memory per row.
+// Masked logits: each half is weighted by its own probability, so a class where pt = 0
+// (ps = 0) drops the teacher (student) half; M > 0 wherever either probability is, so every
+// result is finite for any mask.
+#pragma once
+
+#include <cstdint>
+
+#include "divergence.hpp"
+
+namespace distill {
+
+template <class Real>
+struct basic_jsd_options {
+    Real temperature = 1;                     ///< T > 0 and finite
+    reduction reduce = reduction::batchmean;  ///< batchmean, sum or none
+    std::int64_t ignore_index = -100;         ///< rows whose label equals this get weight 0
+    Real beta = Real(0.5);                    ///< weight of the teacher in the mixture, in (0, 1)
+};
+using jsd_options = basic_jsd_options<double>;
+using jsd_float_options = basic_jsd_options<float>;
+
+namespace detail {
+template <class T>
+struct generalized_js_terms {
+    T beta, one_minus_beta;          // mixture weights of teacher and student
+    T log_beta, log_one_minus_beta;  // their logs, computed once on the host
+
+    /// ls_minus_lt: ls - lt, which the kernel may form more accurately than from ls and lt
+    /// (both of size log C). The log ratios to the mixture depend on it alone:
+    /// lm - lt = log(beta + (1 - beta) e^(ls - lt)), lm - ls = log(beta e^(lt - ls) + 1 - beta).
+    DISTILL_HD divergence_term<T> operator()(T, T, T ps, T pt, T ls_minus_lt) const noexcept {
+        const T teacher_half =
+            pt > T(0) ? -beta * pt * log_mix(T(0), log_beta, true, ls_minus_lt, log_one_minus_beta, true) : T(0);
+        const T student_half =
+            ps > T(0) ? -one_minus_beta * ps * log_mix(-ls_minus_lt, log_beta, true, T(0), log_one_minus_beta, true)
+                      : T(0);
+        return {teacher_half + student_half, student_half, teacher_half};
+    }
+};
+
+struct jsd_method {
+    static constexpr const char* name = "jsd";
+    template <class Options>
+    static status check_extra(const Options& o) noexcept {
+        return check_range(name, "beta", o.beta, 0.0, 1.0, true, true);
+    }
+    template <class T, class Options>
+    static generalized_js_terms<T> terms(const Options& o) noexcept {
+        return {static_cast<T>(o.beta), static_cast<T>(1 - o.beta), static_cast<T>(detail::log(o.beta)),
+                static_cast<T>(detail::log1p(-o.beta))};
+    }
+};
+}  // namespace detail
+
+template <class Real>
+struct response_method<basic_jsd_options<Real>>
+    : detail::divergence_method_base<basic_jsd_options<Real>, detail::jsd_method> {};
+
+/// jsd(student, teacher[, labels[, weight]][, opts]): loss, d loss / d student and d loss / d T.
+inline constexpr response_loss_fn<basic_jsd_options> jsd{};
+
+}  // namespace distill

@@ -1,0 +1,496 @@
+// distill/losses/response/kd_topk.hpp: knowledge distillation from a sparse top-k teacher.
+//
+// An LLM teacher's full distribution over a vocabulary of V ~ 1e5 tokens is too large to
+// store for every training token, so pipelines keep only its top-k token ids and their
+// log-probabilities. Anshumann et al., "Sparse Logit Sampling: Accelerating Knowledge
+// Distillation in LLMs", ACL 2025, analyse this Top-K KD (and show that it is biased).
+// The two variants follow the reference code:
+//   renormalize = false  verl (verl/trainer/distillation/fsdp/losses.py, compute_forward_kl_topk)
+//   renormalize = true   DistillKit (distillkit/lossfuncs/kl.py, sparse_kl_div, missing mass "zero")
+//
+// Inputs per row i: the student logits z_i (V values), the teacher's token ids S_ij and its
+// stored full-vocabulary log-probabilities l_ij (j < k, ids distinct, at temperature 1).
+// With the temperature T > 0:
+//
+//     log q_ij = z_{i,S_ij} / T - LSE_v(z_iv / T)         student, normalised over the full vocabulary
+//     log p_ij = l_ij                                     renormalize = false (needs T == 1 exactly)
+//     log p_ij = l_ij / T - LSE_j'(l_ij' / T)             renormalize = true: p^(1/T) renormalised on the k ids
+//     L_i = T^2 sum_j p_ij (log p_ij - log q_ij)
+//
+// reduced over rows with the weights of distill::reduction. Without renormalize the teacher's
+// mass outside the top k is dropped (sum_j p_ij <= 1), and stored log-probabilities cannot be
+// re-tempered without the full normaliser, hence T == 1. With k = V and renormalize = false
+// this is kd at T = 1; with renormalize it is kd against a teacher whose logits are l_ij at
+// the ids and -inf elsewhere.
+//
+// Gradients, with ps = softmax(z_i / T) over the vocabulary and P_i = sum_j p_ij:
+//     dL_i/dz_ic = w_i T (P_i ps_c - sum_j p_ij [S_ij == c])
+//     dL_i/dT    = w_i [2T D_i + T (sum_j p_ij ds_j - P_i sum_v ps_v ds_v)
+//                       - T (sum_j p_ij da_j (log p_ij - log q_ij) - (sum_j p_ij da_j) D_i)]
+// where D_i = L_i / T^2, ds = z/T shifted by the row max, da_j = l_ij/T shifted by the row's
+// max over j (the sums are invariant to the shifts, which keep the terms small). The second
+// line (the teacher's dependence on T) is there with renormalize only: without it the stored
+// log-probabilities are constants, so d/dT differentiates T^2 and the student's 1/T (the value
+// autograd gives at T = 1).
+//
+// Cost per row: O(V + k) time (the student row is read twice, the k teacher entries up to
+// three times), O(1) extra memory, no N x V temporaries: a kernel touches the student row and the
+// k teacher entries of its row, nothing else. The check step costs O(N k) for the range of the
+// ids and O(N k^2) compares for their distinctness (no allocation; k = 64 is 2016 compares per
+// row, below the O(V) exponentials of the loss for V >= 32k; k = 1024 is ~5e5 per row).
+//
+// Masked entries: a -inf student logit has probability 0 (nothing is added where the teacher
+// has no mass there; if a teacher id points at it with p > 0 the loss is +inf, as KL is, and
+// d/dT is not finite). A -inf stored teacher log-probability has p = 0 and contributes
+// nothing, as if the id were absent; with renormalize, a row whose k stored values are all
+// -inf has no teacher mass and contributes 0 with a zero gradient. Each student row needs at
+// least one finite logit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "divergence.hpp"
+#include "driver.hpp"
+
+namespace distill {
+
+/// Parameters of kd_topk. Real is the type the parameters are stored in: kd_topk_options (double)
+/// for general use; kd_topk_float_options for float-only builds.
+template <class Real>
+struct basic_kd_topk_options {
+    Real temperature = 1;                     ///< T > 0 and finite; exactly 1 unless renormalize
+    reduction reduce = reduction::batchmean;  ///< batchmean, sum or none
+    std::int64_t ignore_index = -100;         ///< rows whose label equals this get weight 0
+    bool renormalize = false;                 ///< renormalise the tempered top-k teacher to sum to 1
+};
+using kd_topk_options = basic_kd_topk_options<double>;
+using kd_topk_float_options = basic_kd_topk_options<float>;
+
+/// Inputs of kd_topk: N x V student logits, the teacher's N x k token ids (any integer type) and
+/// N x k log-probabilities, and optional labels (length N, for ignore_index) and row weights.
+template <class T, class Space = host_space, class Index = std::int64_t, class Label = std::int64_t>
+struct topk_args {
+    using real_type = T;
+    using index_type = Index;
+    using label_type = Label;
+    using memory_space = Space;
+    any_view<const T, Space> student;
+    any_view<const Index, Space> teacher_index;   ///< ids in [0, V), distinct within a row, any order
+    any_view<const T, Space> teacher_logprob;     ///< full-vocabulary log-probabilities at T = 1
+    any_view<const Label, Space> labels{};        ///< optional; rows with labels_i == ignore_index get weight 0
+    any_view<const T, Space> weight{};            ///< optional; per-row weights >= 0
+};
+
+/// Builds topk_args from any tensors (labels and weight may be distill::none).
+template <real_tensor S, integer_tensor I, real_tensor Lp, optional_tensor L = none_t, optional_tensor W = none_t>
+constexpr auto make_topk_args(const S& student, const I& teacher_index, const Lp& teacher_logprob,
+                              const L& labels = none, const W& weight = none) {
+    using T = value_type_t<S>;
+    using Space = memory_space_t<S>;
+    using Index = value_type_t<I>;
+    static_assert(std::is_same_v<value_type_t<Lp>, T>, "student and teacher_logprob must have the same element type");
+    static_assert(std::is_same_v<memory_space_t<I>, Space> && std::is_same_v<memory_space_t<Lp>, Space>,
+                  "the teacher's ids and log-probabilities must live in the memory space of the student");
+    using Label = typename decltype([] {
+        if constexpr (std::is_same_v<L, none_t>) return std::type_identity<std::int64_t>{};
+        else return std::type_identity<value_type_t<L>>{};
+    }())::type;
+    if constexpr (!std::is_same_v<L, none_t>) {
+        static_assert(std::is_integral_v<Label>, "labels must hold integers");
+        static_assert(std::is_same_v<memory_space_t<L>, Space>, "labels must live in the memory space of the logits");
+    }
+    if constexpr (!std::is_same_v<W, none_t>) {
+        static_assert(std::is_same_v<value_type_t<W>, T>, "weight must have the element type of the logits");
+        static_assert(std::is_same_v<memory_space_t<W>, Space>, "weight must live in the memory space of the logits");
+    }
+    return topk_args<T, Space, Index, Label>{any_view<const T, Space>(as_view(student)),
+                                             any_view<const Index, Space>(as_view(teacher_index)),
+                                             any_view<const T, Space>(as_view(teacher_logprob)),
+                                             detail::optional_view<const Label, Space>(labels),
+                                             detail::optional_view<const T, Space>(weight)};
+}
+
+namespace detail {
+
+inline constexpr const char* kd_topk_name = "kd_topk";
+
+
+/// x in [0, v) for an integer of any type and signedness.
+template <class Index>
+DISTILL_HD constexpr bool index_in_vocabulary(Index x, index_t v) noexcept {
+    if constexpr (std::is_signed_v<Index>) {
+        if (x < Index(0)) return false;
+    }
+    return static_cast<std::uint64_t>(x) < static_cast<std::uint64_t>(v);
+}
+
+/// Element `flat` (row-major over N x k) of the ids is outside [0, V).
+template <class Index>
+struct topk_id_outside_vocabulary {
+    matrix_ref<const Index> ids;
+    index_t vocabulary;
+    DISTILL_HD constexpr bool operator()(index_t flat) const noexcept {
+        const index_t i = flat / ids.cols, j = flat % ids.cols;
+        return !index_in_vocabulary(ids.row(i)[j * ids.col_stride], vocabulary);
+    }
+};
+
+/// Element `flat` of the ids equals an earlier id of its row: O(k) compares, O(N k^2) in all,
+/// and no scratch memory (the check step allocates nothing).
+template <class Index>
+struct topk_id_repeats_earlier {
+    matrix_ref<const Index> ids;
+    DISTILL_HD constexpr bool operator()(index_t flat) const noexcept {
+        const index_t i = flat / ids.cols, j = flat % ids.cols, stride = ids.col_stride;
+        const Index* row = ids.row(i);
+        const Index x = row[j * stride];
+        for (index_t earlier = 0; earlier < j; ++earlier)
+            if (row[earlier * stride] == x) return true;
+        return false;
+    }
+};
+
+/// row[j] == value: finds the first occurrence of a repeated id for the message.
+template <class Index>
+struct topk_id_equals {
+    const Index* row;
+    index_t stride;
+    Index value;
+    DISTILL_HD constexpr bool operator()(index_t j) const noexcept { return row[j * stride] == value; }
+};
+
+/// "teacher.index[i][j] = x" at the start of an index error.
+template <class Backend, class Index>
+status topk_id_error(errc code, const matrix_ref<const Index>& ids, index_t i, index_t j, Index& value) {
+    value = Backend::load(&ids.row(i)[j * ids.col_stride]);
+    status s = method_error(code, kd_topk_name, "teacher.index");
+    s.text("teacher.index[").number(i).text("][").number(j).text("] = ").number(static_cast<std::int64_t>(value));
+    return s;
+}
+
+/// The student logits alone as response_args, so the shared student/label/weight/output checks apply.
+template <class T, class Space, class Index, class Label>
+constexpr response_args<T, Space, Label> student_only(const topk_args<T, Space, Index, Label>& a) noexcept {
+    return {a.student, a.student, a.labels, a.weight};
+}
+
+/// The kd_topk row kernel: loss, gradient row and d/dT of row i. Shared by every backend.
+/// ctx.teacher is the N x k matrix of stored log-probabilities, `ids` the N x k token ids.
+template <class T, class Index, class Label>
+struct kd_topk_row_kernel {
+    row_context<T, Label> ctx;
+    matrix_ref<const Index> ids;
+    T tau, inv_tau;
+    bool renormalize;
+
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+        const T w = ctx.row_scale(i);
+        if (w == T(0)) {
+            ctx.zero_grad_row(i);
+            return {};
+        }
+        const index_t vocabulary = ctx.student.cols, cs = ctx.student.col_stride;
+        const index_t k = ids.cols, ci = ids.col_stride, cl = ctx.teacher.col_stride;
+        const T* z = ctx.student.row(i);
+        const Index* row_ids = ids.row(i);
+        const T* stored = ctx.teacher.row(i);
+
+        online_logsumexp<T> student_lse;
+        for (index_t v = 0; v < vocabulary; ++v) student_lse.add(z[v * cs] * inv_tau);
+        const T max_s = student_lse.max, log_sum_s = detail::log(student_lse.sum);
+
+        // renormalize: the tempered teacher's normaliser over its k entries.
+        T max_a = 0, log_sum_a = 0, log_ratio = 0;
+        if (renormalize) {
+            online_logsumexp<T> teacher_lse;
+            for (index_t j = 0; j < k; ++j) teacher_lse.add(stored[j * cl] * inv_tau);
+            if (!(teacher_lse.sum > T(0))) {  // every stored log-probability is -inf: no teacher mass
+                ctx.zero_grad_row(i);
+                return {};
+            }
+            max_a = teacher_lse.max;
+            log_sum_a = detail::log(teacher_lse.sum);
+            // log p - log q = (da - ds) - log(sum_a / sum_s): no rounding at the scale of log V in
+            // the per-entry difference (at T = 20 a row's divergence is ~1e-3, log V ~ 10).
+            log_ratio = detail::log(teacher_lse.sum / student_lse.sum);
+        }
+
+        // One teacher entry: the shifted student logit at its id, its probability, log p - log q.
+        struct at_entry {
+            index_t id;
+            T ds, da, p, log_ratio_pq;
+        };
+        auto evaluate = [&](index_t j) {
+            at_entry e;
+            e.id = static_cast<index_t>(row_ids[j * ci]);
+            e.ds = z[e.id * cs] * inv_tau - max_s;
+            if (renormalize) {
+                e.da = stored[j * cl] * inv_tau - max_a;
+                e.p = detail::exp(e.da - log_sum_a);
+                e.log_ratio_pq = (e.da - e.ds) - log_ratio;
+            } else {
+                const T l = stored[j * cl];
+                e.da = 0;
+                e.p = detail::exp(l);
+                e.log_ratio_pq = l - (e.ds - log_sum_s);
+            }
+            return e;
+        };
+
+        T divergence = 0, mass = 0, p_ds = 0, p_da = 0, p_da_ratio = 0;
+        for (index_t j = 0; j < k; ++j) {
+            const at_entry e = evaluate(j);
+            if (!(e.p > T(0))) continue;  // no teacher mass: contributes 0, never 0 * inf
+            divergence += e.p * e.log_ratio_pq;
+            mass += e.p;
+            if (ctx.want_dtemperature) {
+                p_ds += e.p * e.ds;
+                p_da += e.p * e.da;
+                p_da_ratio += e.p * e.da * e.log_ratio_pq;
+            }
+        }
+
+        // Student pass over the vocabulary: the gradient's P ps_c part, and E_ps[ds] for d/dT.
+        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
+        const index_t cg = ctx.grad.col_stride;
+        const T scale = w * tau;  // d(w T^2 D)/d(z/T) times d(z/T)/dz = w T (...)
+        T ps_ds = 0;
+        if (g || ctx.want_dtemperature) {
+            for (index_t v = 0; v < vocabulary; ++v) {
+                const T ds = z[v * cs] * inv_tau - max_s;
+                const T ps = detail::exp(ds - log_sum_s);
+                if (g) g[v * cg] = scale * (mass * ps);
+                if (ctx.want_dtemperature && ps > T(0)) ps_ds += ps * ds;
+            }
+        }
+        // ... then the teacher's part at its k ids, as one difference (the ids are distinct).
+        if (g) {
+            for (index_t j = 0; j < k; ++j) {
+                const at_entry e = evaluate(j);
+                const T ps = detail::exp(e.ds - log_sum_s);
+                g[e.id * cg] = scale * (mass * ps - e.p);
+            }
+        }
+
+        row_result<T> r;
+        r.value = w * tau * tau * divergence;
+        if (ctx.want_dtemperature) {
+            T d = T(2) * tau * divergence + tau * (p_ds - mass * ps_ds);
+            if (renormalize) d -= tau * (p_da_ratio - p_da * divergence);
+            r.dtemperature = w * d;
+        }
+        return r;
+    }
+};
+
+template <class Real>
+status check_kd_topk_params(const basic_kd_topk_options<Real>& o) noexcept {
+    if (status s = check_tempered(kd_topk_name, o); !s) return s;
+    if (!o.renormalize && !(o.temperature == Real(1)))
+        return method_error(errc::invalid_parameter, kd_topk_name, "temperature").text("temperature = ")
+            .real(static_cast<double>(o.temperature))
+            .text(" needs renormalize: stored log-probabilities cannot be re-tempered, so renormalize = false needs temperature 1");
+    return {};
+}
+
+/// teacher.index and teacher.logprob: present, 2-D, the same N x k shape, N rows, 1 <= k <= V.
+template <class T, class Space, class Index, class Label>
+status check_topk_teacher(const topk_args<T, Space, Index, Label>& a) noexcept {
+    const char* method = kd_topk_name;
+    const index_t n = a.student.extent(0), vocabulary = a.student.extent(1);
+    if (status s = check_present(method, "teacher.index", a.teacher_index); !s) return s;
+    if (a.teacher_index.rank() != 2)
+        return method_error(errc::bad_rank, method, "teacher.index").text("teacher.index must be 2-D (N x k), got shape ")
+            .shape(a.teacher_index.extents(), a.teacher_index.rank());
+    if (status s = check_present(method, "teacher.logprob", a.teacher_logprob); !s) return s;
+    if (a.teacher_logprob.rank() != 2 || a.teacher_logprob.extent(0) != a.teacher_index.extent(0) ||
+        a.teacher_logprob.extent(1) != a.teacher_index.extent(1))
+        return method_error(errc::shape_mismatch, method, "teacher.logprob").text("teacher.logprob has shape ")
+            .shape(a.teacher_logprob.extents(), a.teacher_logprob.rank()).text(" but teacher.index has shape ")
+            .shape(a.teacher_index.extents(), 2);
+    if (a.teacher_index.extent(0) != n)
+        return method_error(errc::shape_mismatch, method, "teacher.index").text("teacher.index has shape ")
+            .shape(a.teacher_index.extents(), 2).text(" but student has ").number(n).text(" rows (shape ")
+            .shape(a.student.extents(), 2).text(")");
+    const index_t k = a.teacher_index.extent(1);
+    if (k < 1 || k > vocabulary)
+        return method_error(errc::shape_mismatch, method, "teacher.index").text("teacher.index has shape ")
+            .shape(a.teacher_index.extents(), 2).text(": k = ").number(k).text(" is outside [1, V] = [1, ")
+            .number(vocabulary).text("] (student has shape ").shape(a.student.extents(), 2).text(")");
+    return {};
+}
+
+/// The ids' values: in [0, V), then distinct within each row (read through the backend).
+template <class Backend, class T, class Space, class Index, class Label>
+status check_topk_ids(const Backend& backend, const topk_args<T, Space, Index, Label>& a) noexcept(Backend::is_nothrow) {
+    const index_t vocabulary = a.student.extent(1);
+    const matrix_ref<const Index> ids = to_matrix_ref(a.teacher_index);
+    const index_t count = ids.rows * ids.cols;
+    Index value{};
+    const index_t outside = backend.transform_reduce(
+        count, first_where<topk_id_outside_vocabulary<Index>>{{ids, vocabulary}, count}, count, min_op<index_t>{});
+    if (outside < count) {
+        status s = topk_id_error<Backend>(errc::index_out_of_range, ids, outside / ids.cols, outside % ids.cols, value);
+        return s.text(" is outside the vocabulary [0, ").number(vocabulary).text(")");
+    }
+    const index_t repeat =
+        backend.transform_reduce(count, first_where<topk_id_repeats_earlier<Index>>{{ids}, count}, count, min_op<index_t>{});
+    if (repeat < count) {
+        const index_t i = repeat / ids.cols, j = repeat % ids.cols;
+        status s = topk_id_error<Backend>(errc::repeated_index, ids, i, j, value);
+        const index_t first = backend.transform_reduce(
+            j, first_where<topk_id_equals<Index>>{{ids.row(i), ids.col_stride, value}, j}, j, min_op<index_t>{});
+        return s.text(" appears twice in row ").number(i).text(" (also at teacher.index[").number(i).text("][")
+            .number(first).text("]); the ids of a row must be distinct");
+    }
+    return {};
+}
+
+}  // namespace detail
+
+/// Check of the parameters and inputs (before anything is allocated): every shape, then the
+/// values of the ids, labels and weights. O(N k^2) for the distinctness of the ids.
+template <class Backend, class Real, class T, class Space, class Index, class Label>
+status check_args(const Backend& backend, const basic_kd_topk_options<Real>& opts,
+                  const topk_args<T, Space, Index, Label>& args) noexcept(Backend::is_nothrow) {
+    static_assert(backend_for<Backend, Space>, "this backend cannot run on the memory space of the arguments");
+    static_assert(std::is_integral_v<Index>, "teacher_index must hold integers");
+    const char* method = detail::kd_topk_name;
+    if (status s = detail::check_kd_topk_params(opts); !s) return s;
+    const response_args<T, Space, Label> student = detail::student_only(args);
+    if (status s = detail::check_logits(method, student); !s) return s;
+    if (status s = detail::check_topk_teacher(args); !s) return s;
+    const index_t n = args.student.extent(0);
+    if (status s = detail::check_row_vector(method, "labels", args.labels, n); !s) return s;
+    if (status s = detail::check_row_vector(method, "weight", args.weight, n); !s) return s;
+    if (status s = detail::check_topk_ids(backend, args); !s) return s;
+    return detail::check_rows(backend, method, student, static_cast<std::int64_t>(opts.ignore_index), false);
+}
+
+/// check_args, then the outputs: loss (1 or N values), optional N x V grad_student and 1-value
+/// grad_temperature, none overlapping an input or another output.
+template <class Backend, class Real, class T, class Space, class Index, class Label>
+status check(const Backend& backend, const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args,
+             const response_outputs<T, Space>& outs) noexcept(Backend::is_nothrow) {
+    const char* method = detail::kd_topk_name;
+    if (status s = check_args(backend, opts, args); !s) return s;
+    if (status s = detail::check_outputs(method, detail::student_only(args), outs, opts.reduce); !s) return s;
+    const detail::address_range outputs[] = {detail::range_of(outs.loss), detail::range_of(outs.grad_student),
+                                             detail::range_of(outs.grad_temperature)};
+    const char* output_names[] = {"loss", "grad_student", "grad_temperature"};
+    const detail::address_range teacher[] = {detail::range_of(args.teacher_index), detail::range_of(args.teacher_logprob)};
+    const char* teacher_names[] = {"teacher.index", "teacher.logprob"};
+    for (int o = 0; o < 3; ++o)
+        for (int t = 0; t < 2; ++t)
+            if (outputs[o].overlaps(teacher[t]))
+                return detail::method_error(errc::aliasing, method, output_names[o]).text("output ").text(output_names[o])
+                    .text(" overlaps input ").text(teacher_names[t]);
+    return {};
+}
+
+/// Scratch the run step needs on the backend (0 on the CPU; one value per row on Thrust).
+template <class Backend, class Real, class T, class Space, class Index, class Label>
+std::size_t workspace_bytes(const Backend&, const basic_kd_topk_options<Real>& opts,
+                            const topk_args<T, Space, Index, Label>& args, const response_outputs<T, Space>& outs) noexcept {
+    const index_t n = args.student.bound() && args.student.rank() == 2 ? args.student.extent(0) : 0;
+    return Backend::template rows_workspace_bytes<T>(n, opts.reduce, outs.grad_temperature.bound());
+}
+
+/// Run step: checks, then the loss and the requested gradients into the caller's outputs.
+/// noexcept and allocation-free on the CPU backend; on error nothing is written.
+template <class Backend, class Real, class T, class Space, class Index, class Label>
+status run(const Backend& backend, const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args,
+           const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(Backend::is_nothrow) {
+    if (status s = check(backend, opts, args, outs); !s) return s;
+    const std::size_t need = workspace_bytes(backend, opts, args, outs);
+    if (ws.bytes < need || (need > 0 && ws.data == nullptr))
+        return detail::method_error(errc::workspace_too_small, detail::kd_topk_name, "workspace").text("workspace has ")
+            .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ")
+            .number(static_cast<std::int64_t>(need));
+
+    const index_t n = args.student.extent(0);
+    const detail::row_weighting<T, Label> weighting{detail::to_vector_ref(args.labels), detail::to_vector_ref(args.weight),
+                                                    static_cast<std::int64_t>(opts.ignore_index)};
+    T inv_total = T(1);
+    if (opts.reduce == reduction::batchmean) {
+        const T total = backend.transform_reduce(n, weighting, T(0), detail::plus_op<T>{});
+        inv_total = total > T(0) ? T(1) / total : T(0);
+    }
+    const row_context<T, Label> context{detail::to_matrix_ref(args.student),
+                                        detail::to_matrix_ref(args.teacher_logprob),
+                                        detail::to_matrix_ref(outs.grad_student),
+                                        detail::to_vector_ref(args.labels),
+                                        weighting,
+                                        inv_total,
+                                        outs.grad_temperature.bound()};
+    const T tau = static_cast<T>(opts.temperature);
+    const detail::kd_topk_row_kernel<T, Index, Label> kernel{context, detail::to_matrix_ref(args.teacher_index), tau,
+                                                            T(1) / tau, opts.renormalize};
+    backend.run_rows(n, kernel, opts.reduce, detail::to_vector_ref(outs.loss),
+                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
+    return {};
+}
+
+// The same steps on the default backend of the arguments' memory space.
+template <class Real, class T, class Space, class Index, class Label>
+status check_args(const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args) noexcept(
+    default_backend_t<Space>::is_nothrow) {
+    return check_args(default_backend_t<Space>{}, opts, args);
+}
+template <class Real, class T, class Space, class Index, class Label>
+status check(const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args,
+             const response_outputs<T, Space>& outs) noexcept(default_backend_t<Space>::is_nothrow) {
+    return check(default_backend_t<Space>{}, opts, args, outs);
+}
+template <class Real, class T, class Space, class Index, class Label>
+std::size_t workspace_bytes(const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args,
+                            const response_outputs<T, Space>& outs) noexcept {
+    return workspace_bytes(default_backend_t<Space>{}, opts, args, outs);
+}
+template <class Real, class T, class Space, class Index, class Label>
+status run(const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args,
+           const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(default_backend_t<Space>::is_nothrow) {
+    return run(default_backend_t<Space>{}, opts, args, outs, ws);
+}
+
+/// The convenience function object distill::kd_topk:
+///   kd_topk(student, teacher_index, teacher_logprob[, labels[, weight]][, opts])
+///   kd_topk(backend, student, teacher_index, teacher_logprob, labels, weight[, opts])
+/// labels and weight may be distill::none. Returns a loss_result (loss, row_losses for reduction
+/// none, N x V grad_student, grad_temperature); throws distill::error on bad input (with
+/// exceptions disabled, returns the status in the result instead).
+struct kd_topk_fn {
+    template <backend_object Backend, real_tensor S, integer_tensor I, real_tensor Lp, optional_tensor L,
+              optional_tensor W, class Real = double>
+    auto operator()(const Backend& backend, const S& student, const I& teacher_index, const Lp& teacher_logprob,
+                    const L& labels, const W& weight, const basic_kd_topk_options<Real>& opts = {}) const {
+        const auto args = make_topk_args(student, teacher_index, teacher_logprob, labels, weight);
+        return detail::run_owning(
+            backend, args, opts.reduce, true, [&] { return check_args(backend, opts, args); },
+            [&](const auto& outs) { return workspace_bytes(backend, opts, args, outs); },
+            [&](const auto& outs, workspace ws) { return run(backend, opts, args, outs, ws); });
+    }
+    template <real_tensor S, integer_tensor I, real_tensor Lp, optional_tensor L, optional_tensor W, class Real = double>
+    auto operator()(const S& student, const I& teacher_index, const Lp& teacher_logprob, const L& labels, const W& weight,
+                    const basic_kd_topk_options<Real>& opts = {}) const {
+        return (*this)(default_backend_t<memory_space_t<S>>{}, student, teacher_index, teacher_logprob, labels, weight, opts);
+    }
+    template <real_tensor S, integer_tensor I, real_tensor Lp, optional_tensor L, class Real = double>
+    auto operator()(const S& student, const I& teacher_index, const Lp& teacher_logprob, const L& labels,
+                    const basic_kd_topk_options<Real>& opts = {}) const {
+        return (*this)(student, teacher_index, teacher_logprob, labels, none, opts);
+    }
+    template <real_tensor S, integer_tensor I, real_tensor Lp, class Real = double>
+    auto operator()(const S& student, const I& teacher_index, const Lp& teacher_logprob,
+                    const basic_kd_topk_options<Real>& opts = {}) const {
+        return (*this)(student, teacher_index, teacher_logprob, none, none, opts);
+    }
+};
+
+/// kd_topk(student, teacher_index, teacher_logprob[, labels[, weight]][, opts]): loss, d loss / d
+/// student and d loss / d T.
+inline constexpr kd_topk_fn kd_topk{};
+
+}  // namespace distill
