@@ -37,6 +37,33 @@ struct response_outputs {
     any_view<T, Space> grad_temperature{};  ///< optional, 1 value: d(sum of loss)/d temperature
 };
 
+namespace detail {
+/// The element type of optional labels (int64 when they are left out).
+template <class L>
+struct label_type {
+    using type = value_type_t<L>;
+};
+template <>
+struct label_type<none_t> {
+    using type = std::int64_t;
+};
+template <class L>
+using label_type_t = typename label_type<L>::type;
+
+/// Compile-time rules for the optional per-row inputs of a call on T logits in Space.
+template <class T, class Space, class L, class W>
+constexpr void check_row_input_types() noexcept {
+    if constexpr (!std::is_same_v<L, none_t>) {
+        static_assert(std::is_integral_v<label_type_t<L>>, "labels must hold integers");
+        static_assert(std::is_same_v<memory_space_t<L>, Space>, "labels must live in the memory space of the logits");
+    }
+    if constexpr (!std::is_same_v<W, none_t>) {
+        static_assert(std::is_same_v<value_type_t<W>, T>, "weight must have the element type of the logits");
+        static_assert(std::is_same_v<memory_space_t<W>, Space>, "weight must live in the memory space of the logits");
+    }
+}
+}  // namespace detail
+
 /// Builds response_args from any tensors (labels and weight may be distill::none).
 template <real_tensor S, real_tensor Tt, optional_tensor L = none_t, optional_tensor W = none_t>
 constexpr auto make_response_args(const S& student, const Tt& teacher, const L& labels = none, const W& weight = none) {
@@ -44,18 +71,8 @@ constexpr auto make_response_args(const S& student, const Tt& teacher, const L& 
     using Space = memory_space_t<S>;
     static_assert(std::is_same_v<value_type_t<Tt>, T>, "student and teacher must have the same element type");
     static_assert(std::is_same_v<memory_space_t<Tt>, Space>, "student and teacher must live in the same memory space");
-    using Label = typename decltype([] {
-        if constexpr (std::is_same_v<L, none_t>) return std::type_identity<std::int64_t>{};
-        else return std::type_identity<value_type_t<L>>{};
-    }())::type;
-    if constexpr (!std::is_same_v<L, none_t>) {
-        static_assert(std::is_integral_v<Label>, "labels must hold integers");
-        static_assert(std::is_same_v<memory_space_t<L>, Space>, "labels must live in the memory space of the logits");
-    }
-    if constexpr (!std::is_same_v<W, none_t>) {
-        static_assert(std::is_same_v<value_type_t<W>, T>, "weight must have the element type of the logits");
-        static_assert(std::is_same_v<memory_space_t<W>, Space>, "weight must live in the memory space of the logits");
-    }
+    using Label = detail::label_type_t<L>;
+    detail::check_row_input_types<T, Space, L, W>();
     return response_args<T, Space, Label>{any_view<const T, Space>(as_view(student)),
                                           any_view<const T, Space>(as_view(teacher)),
                                           detail::optional_view<const Label, Space>(labels),

@@ -443,10 +443,7 @@ status run(const Backend& backend, const basic_dist_options<Real>& opts, const r
     using detail::dist_name;
     if (status s = check(backend, opts, args, outs); !s) return s;
     const std::size_t need = workspace_bytes(backend, opts, args, outs);
-    if (ws.bytes < need || ws.data == nullptr)
-        return detail::method_error(errc::workspace_too_small, dist_name, "workspace").text("workspace has ")
-            .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ")
-            .number(static_cast<std::int64_t>(need));
+    if (status s = detail::check_workspace(dist_name, ws, need); !s) return s;
 
     const index_t n = args.student.extent(0), c = args.student.extent(1);
     const T tau = static_cast<T>(opts.temperature), beta = static_cast<T>(opts.beta), gamma = static_cast<T>(opts.gamma);

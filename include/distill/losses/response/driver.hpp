@@ -84,6 +84,40 @@ status check_range(const char* method, const char* name, R value, double lo, dou
     return s.text(open_hi ? ")" : "]");
 }
 
+/// The caller's workspace holds at least `need` bytes.
+inline status check_workspace(const char* method, workspace ws, std::size_t need) noexcept {
+    if (ws.bytes >= need && (need == 0 || ws.data != nullptr)) return {};
+    return method_error(errc::workspace_too_small, method, "workspace").text("workspace has ")
+        .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ")
+        .number(static_cast<std::int64_t>(need));
+}
+
+/// The row context of a checked call: kernel handles of the student, of the teacher (any N-row
+/// matrix the kernel reads alongside), of labels and of the gradient output, and the row
+/// weighting scaled for the reduction (1 / sum of weights for batchmean, via the backend).
+template <class Backend, class T, class Space, class Label>
+row_context<T, Label> make_row_context(const Backend& backend, const any_view<const T, Space>& student,
+                                       const any_view<const T, Space>& teacher, const any_view<const Label, Space>& labels,
+                                       const any_view<const T, Space>& weight, std::int64_t ignore_index, reduction red,
+                                       const response_outputs<T, Space>& outs) noexcept(Backend::is_nothrow) {
+    const row_weighting<T, Label> weighting{to_vector_ref(labels), to_vector_ref(weight), ignore_index};
+    T inv_total = T(1);
+    if (red == reduction::batchmean) {
+        const T total = backend.transform_reduce(student.extent(0), weighting, T(0), plus_op<T>{});
+        inv_total = total > T(0) ? T(1) / total : T(0);
+    }
+    return {to_matrix_ref(student), to_matrix_ref(teacher), to_matrix_ref(outs.grad_student), to_vector_ref(labels),
+            weighting,              inv_total,              outs.grad_temperature.bound()};
+}
+
+/// Runs a row kernel over the N rows of a checked call into its outputs.
+template <class Backend, class T, class Space, class Kernel>
+void run_rows_into(const Backend& backend, index_t n, const Kernel& kernel, reduction red,
+                   const response_outputs<T, Space>& outs, workspace ws) noexcept(Backend::is_nothrow) {
+    backend.run_rows(n, kernel, red, to_vector_ref(outs.loss),
+                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
+}
+
 }  // namespace detail
 
 template <class Backend, row_response_options Options, class T, class Space, class Label>
@@ -127,29 +161,12 @@ status run(const Backend& backend, const Options& opts, const response_args<T, S
            const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(Backend::is_nothrow) {
     using method = response_method<Options>;
     if (status s = check(backend, opts, args, outs); !s) return s;
-    const std::size_t need = workspace_bytes(backend, opts, args, outs);
-    if (ws.bytes < need || (need > 0 && ws.data == nullptr))
-        return detail::method_error(errc::workspace_too_small, method::name, "workspace").text("workspace has ")
-            .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ")
-            .number(static_cast<std::int64_t>(need));
-
-    const index_t n = args.student.extent(0);
-    const detail::row_weighting<T, Label> weighting{detail::to_vector_ref(args.labels), detail::to_vector_ref(args.weight),
-                                                    static_cast<std::int64_t>(opts.ignore_index)};
-    T inv_total = T(1);
-    if (opts.reduce == reduction::batchmean) {
-        const T total = backend.transform_reduce(n, weighting, T(0), detail::plus_op<T>{});
-        inv_total = total > T(0) ? T(1) / total : T(0);
-    }
-    const row_context<T, Label> context{detail::to_matrix_ref(args.student),
-                                        detail::to_matrix_ref(args.teacher),
-                                        detail::to_matrix_ref(outs.grad_student),
-                                        detail::to_vector_ref(args.labels),
-                                        weighting,
-                                        inv_total,
-                                        outs.grad_temperature.bound()};
-    backend.run_rows(n, method::template kernel<T, Label>(opts, context), opts.reduce, detail::to_vector_ref(outs.loss),
-                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
+    if (status s = detail::check_workspace(method::name, ws, workspace_bytes(backend, opts, args, outs)); !s) return s;
+    const row_context<T, Label> context = detail::make_row_context(
+        backend, args.student, args.teacher, args.labels, args.weight, static_cast<std::int64_t>(opts.ignore_index),
+        opts.reduce, outs);
+    detail::run_rows_into(backend, args.student.extent(0), method::template kernel<T, Label>(opts, context), opts.reduce,
+                          outs, ws);
     return {};
 }
 

@@ -93,18 +93,8 @@ constexpr auto make_topk_args(const S& student, const I& teacher_index, const Lp
     static_assert(std::is_same_v<value_type_t<Lp>, T>, "student and teacher_logprob must have the same element type");
     static_assert(std::is_same_v<memory_space_t<I>, Space> && std::is_same_v<memory_space_t<Lp>, Space>,
                   "the teacher's ids and log-probabilities must live in the memory space of the student");
-    using Label = typename decltype([] {
-        if constexpr (std::is_same_v<L, none_t>) return std::type_identity<std::int64_t>{};
-        else return std::type_identity<value_type_t<L>>{};
-    }())::type;
-    if constexpr (!std::is_same_v<L, none_t>) {
-        static_assert(std::is_integral_v<Label>, "labels must hold integers");
-        static_assert(std::is_same_v<memory_space_t<L>, Space>, "labels must live in the memory space of the logits");
-    }
-    if constexpr (!std::is_same_v<W, none_t>) {
-        static_assert(std::is_same_v<value_type_t<W>, T>, "weight must have the element type of the logits");
-        static_assert(std::is_same_v<memory_space_t<W>, Space>, "weight must live in the memory space of the logits");
-    }
+    using Label = detail::label_type_t<L>;
+    detail::check_row_input_types<T, Space, L, W>();
     return topk_args<T, Space, Index, Label>{any_view<const T, Space>(as_view(student)),
                                              any_view<const Index, Space>(as_view(teacher_index)),
                                              any_view<const T, Space>(as_view(teacher_logprob)),
@@ -404,32 +394,15 @@ template <class Backend, class Real, class T, class Space, class Index, class La
 status run(const Backend& backend, const basic_kd_topk_options<Real>& opts, const topk_args<T, Space, Index, Label>& args,
            const response_outputs<T, Space>& outs, workspace ws = {}) noexcept(Backend::is_nothrow) {
     if (status s = check(backend, opts, args, outs); !s) return s;
-    const std::size_t need = workspace_bytes(backend, opts, args, outs);
-    if (ws.bytes < need || (need > 0 && ws.data == nullptr))
-        return detail::method_error(errc::workspace_too_small, detail::kd_topk_name, "workspace").text("workspace has ")
-            .number(static_cast<std::int64_t>(ws.bytes)).text(" bytes but this call needs ")
-            .number(static_cast<std::int64_t>(need));
-
-    const index_t n = args.student.extent(0);
-    const detail::row_weighting<T, Label> weighting{detail::to_vector_ref(args.labels), detail::to_vector_ref(args.weight),
-                                                    static_cast<std::int64_t>(opts.ignore_index)};
-    T inv_total = T(1);
-    if (opts.reduce == reduction::batchmean) {
-        const T total = backend.transform_reduce(n, weighting, T(0), detail::plus_op<T>{});
-        inv_total = total > T(0) ? T(1) / total : T(0);
-    }
-    const row_context<T, Label> context{detail::to_matrix_ref(args.student),
-                                        detail::to_matrix_ref(args.teacher_logprob),
-                                        detail::to_matrix_ref(outs.grad_student),
-                                        detail::to_vector_ref(args.labels),
-                                        weighting,
-                                        inv_total,
-                                        outs.grad_temperature.bound()};
+    if (status s = detail::check_workspace(detail::kd_topk_name, ws, workspace_bytes(backend, opts, args, outs)); !s)
+        return s;
+    const row_context<T, Label> context =
+        detail::make_row_context(backend, args.student, args.teacher_logprob, args.labels, args.weight,
+                                 static_cast<std::int64_t>(opts.ignore_index), opts.reduce, outs);
     const T tau = static_cast<T>(opts.temperature);
     const detail::kd_topk_row_kernel<T, Index, Label> kernel{context, detail::to_matrix_ref(args.teacher_index), tau,
                                                             T(1) / tau, opts.renormalize};
-    backend.run_rows(n, kernel, opts.reduce, detail::to_vector_ref(outs.loss),
-                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
+    detail::run_rows_into(backend, args.student.extent(0), kernel, opts.reduce, outs, ws);
     return {};
 }
 
