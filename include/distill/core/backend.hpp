@@ -105,11 +105,14 @@ struct first_where {
 
 }  // namespace detail
 
-/// The CPU backend: row kernels run in a loop on the calling thread.
+/// The CPU backend: row kernels run in a loop over the rows; with OpenMP enabled (-fopenmp) the
+/// rows are split over `threads` threads, otherwise everything runs on the calling thread.
 struct cpu_backend {
     using memory_space = host_space;
     /// Its members never throw, so the check and run steps are noexcept on it.
     static constexpr bool is_nothrow = true;
+    /// Threads for the row loops (used only when compiled with OpenMP; 1 runs on the caller).
+    int threads = 1;
 
     /// op-reduction of f(i) over i in [0, n), starting from init.
     template <class R, class F, class Op>
@@ -121,6 +124,13 @@ struct cpu_backend {
     /// Runs f(i) for every i in [0, n) (the passes of multi-pass losses such as dist).
     template <class F>
     void for_each(index_t n, const F& f) const noexcept {
+#if defined(_OPENMP)
+        if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+            for (index_t i = 0; i < n; ++i) f(i);
+            return;
+        }
+#endif
         for (index_t i = 0; i < n; ++i) f(i);
     }
 
@@ -136,10 +146,25 @@ struct cpu_backend {
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
                   workspace) const noexcept {
         row_result<T> total{};
-        for (index_t i = 0; i < n; ++i) {
+        const auto row = [&](index_t i, row_result<T>& sum) {
             const row_result<T> r = kernel(i);
             if (red == reduction::none) loss[i] = r.value;
-            total = total + r;
+            sum = sum + r;
+        };
+#if defined(_OPENMP)
+        if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+            {
+                row_result<T> partial{};
+#pragma omp for schedule(static) nowait
+                for (index_t i = 0; i < n; ++i) row(i, partial);
+#pragma omp critical(distill_cpu_backend_rows)
+                total = total + partial;
+            }
+        } else
+#endif
+        {
+            for (index_t i = 0; i < n; ++i) row(i, total);
         }
         if (red != reduction::none) loss[0] = total.value;
         if (dtemperature) *dtemperature = total.dtemperature;

@@ -50,6 +50,8 @@ template <class T>
 inline constexpr T max_finite_v = std::numeric_limits<T>::max();
 template <class T>
 inline constexpr T lowest_finite_v = std::numeric_limits<T>::lowest();
+template <class T>
+inline constexpr T infinity_v = std::numeric_limits<T>::infinity();
 
 template <class T>
 DISTILL_HD constexpr bool is_finite(T x) noexcept {

@@ -20,6 +20,7 @@
 #pragma once
 
 #include "../../detail/math.hpp"
+#include "../../detail/simd.hpp"
 #include "driver.hpp"
 
 namespace distill {
@@ -34,15 +35,13 @@ struct divergence_term {
 
 namespace detail {
 
-/// log(wa exp(la) + wb exp(lb)) for weights in [0, 1], in log space; a weight of 0 drops its term.
-template <class T>
-DISTILL_HD inline T log_mix(T la, T log_wa, bool has_a, T lb, T log_wb, bool has_b) noexcept {
-    if (!has_a) return lb + log_wb;
-    if (!has_b) return la + log_wa;
-    const T x = la + log_wa, y = lb + log_wb;
-    const T hi = x > y ? x : y, lo = x > y ? y : x;
-    if (!(hi > lowest<T>())) return hi;  // both -inf
-    return hi + detail::log1p(detail::exp(lo - hi));
+/// log(wa exp(la) + wb exp(lb)) for weights in (0, 1], in log space (lanes where both are -inf
+/// give -inf).
+template <class V, class T>
+DISTILL_HD inline V log_mix(V la, T log_wa, V lb, T log_wb) noexcept {
+    const V x = la + V(log_wa), y = lb + V(log_wb);
+    const V hi = max_of(x, y), lo = select(x > y, y, x);
+    return select(hi > V(lowest<T>()), hi + detail::log1p(detail::exp(lo - hi)), hi);
 }
 
 /// Online max and sum of exp(x - max) in one pass: log-sum-exp = max + log(sum). The sum is
@@ -68,14 +67,59 @@ struct online_logsumexp {
     }
 };
 
-/// The row kernel shared by the divergence methods; Terms maps (ls, lt, ps, pt) to a divergence_term.
+/// What the log-softmax of a student row and a teacher row needs: their maxima, the logs of
+/// their sums of exp(x - max), and log(sum_t / sum_s), from which
+///   ls = (s - max_s) - log_sum_s,   lt = (t - max_t) - log_sum_t,
+///   ls - lt = ((s - max_s) - (t - max_t)) + log_ratio
+/// without rounding at the scale of log C (at T = 20 a row's KL is ~1e-3 while log-probabilities
+/// are ~log C) or cancelling large maxima (|z / T| ~ 2e3).
+template <class T>
+struct softmax_pair_stats {
+    T max_s, max_t, log_sum_s, log_sum_t, log_ratio;
+};
+
+/// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
+/// in two passes over V lanes: the maxima, then compensated sums of exp(x - max).
+template <class V, class T, class FS, class FT>
+DISTILL_HD softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
+                                                         const FS& fs, const FT& ft) noexcept {
+    constexpr int lanes = lanes_v<V>;
+    const T pad = -infinity_v<T>;  // lanes past the row's end: exp(-inf) = 0
+    V max_s = V(lowest<T>()), max_t = V(lowest<T>());
+    for (index_t c = 0; c < cols; c += lanes) {
+        const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+        max_s = max_of(max_s, fs(load_lanes<V>(s + c * cs, cs, count, pad)));
+        max_t = max_of(max_t, ft(load_lanes<V>(t + c * ct, ct, count, pad)));
+    }
+    softmax_pair_stats<T> r;
+    r.max_s = lane_max(max_s);
+    r.max_t = lane_max(max_t);
+    compensated_sum<V> sum_s, sum_t;
+    for (index_t c = 0; c < cols; c += lanes) {
+        const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+        sum_s.add(detail::exp(fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s));
+        sum_t.add(detail::exp(ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t));
+    }
+    const T total_s = lane_sum(sum_s.sum) - lane_sum(sum_s.lost), total_t = lane_sum(sum_t.sum) - lane_sum(sum_t.lost);
+    r.log_sum_s = detail::log(total_s);
+    r.log_sum_t = detail::log(total_t);
+    r.log_ratio = detail::log(total_t / total_s);
+    return r;
+}
+
+/// The row kernel shared by the divergence methods; Terms maps (ls, lt, ps, pt, ls - lt) to a
+/// divergence_term, for scalars and for SIMD packs alike (branch-free: select, not if).
 template <class T, class Label, class Terms>
 struct divergence_row_kernel {
     row_context<T, Label> ctx;
     T tau, inv_tau;
     Terms terms;
 
-    DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
+
+    template <class V>
+    DISTILL_HD row_result<T> row(index_t i) const noexcept {
+        constexpr int lanes = lanes_v<V>;
         const T w = ctx.row_scale(i);
         if (w == T(0)) {
             ctx.zero_grad_row(i);
@@ -84,60 +128,57 @@ struct divergence_row_kernel {
         const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride;
         const T* s = ctx.student.row(i);
         const T* t = ctx.teacher.row(i);
+        const T inv = inv_tau;
+        const auto tempered = [inv](auto x) { return x * inv; };
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered);
+        const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
 
-        online_logsumexp<T> student_lse, teacher_lse;
-        for (index_t c = 0; c < cols; ++c) {
-            student_lse.add(s[c * cs] * inv_tau);
-            teacher_lse.add(t[c * ct] * inv_tau);
-        }
-        const T max_s = student_lse.max, max_t = teacher_lse.max;
-        const T log_sum_s = detail::log(student_lse.sum), log_sum_t = detail::log(teacher_lse.sum);
-        // ls - lt = (ds - dt) + log(sum_t / sum_s): formed directly, it has no rounding at the scale
-        // of log C, which ls and lt each carry (a divergence ~1e-6 per row at T = 20 needs that).
-        const T log_sum_ratio = detail::log(teacher_lse.sum / student_lse.sum);
-
-        // One class: its max-shifted logits, log-probabilities, probabilities and term.
-        struct at_class {
-            T ds, dt, ps, pt;
-            divergence_term<T> f;
+        // One block of classes: max-shifted logits, probabilities and terms.
+        struct at_block {
+            V ds, dt, ps, pt;
+            divergence_term<V> f;
         };
-        auto evaluate = [&](index_t c) {
-            at_class e;
-            e.ds = s[c * cs] * inv_tau - max_s;
-            e.dt = t[c * ct] * inv_tau - max_t;
-            const T ls = e.ds - log_sum_s, lt = e.dt - log_sum_t;
+        const auto evaluate = [&](index_t c, int count) {
+            at_block e;
+            e.ds = load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s;
+            e.dt = load_lanes<V>(t + c * ct, ct, count, pad) * inv - st.max_t;
+            const V ls = e.ds - st.log_sum_s, lt = e.dt - st.log_sum_t;
             e.ps = detail::exp(ls);
             e.pt = detail::exp(lt);
-            e.f = terms(ls, lt, e.ps, e.pt, (e.ds - e.dt) + log_sum_ratio);
+            e.f = terms(ls, lt, e.ps, e.pt, (e.ds - e.dt) + st.log_ratio);
             return e;
         };
 
-        T loss = 0, sum_a = 0, sum_b = 0, a_ds = 0, ps_ds = 0, b_dt = 0, pt_dt = 0;
-        for (index_t c = 0; c < cols; ++c) {
-            const at_class e = evaluate(c);
+        V loss = V(0), sum_a = V(0), sum_b = V(0), a_ds = V(0), ps_ds = V(0), b_dt = V(0), pt_dt = V(0);
+        for (index_t c = 0; c < cols; c += lanes) {
+            const at_block e = evaluate(c, cols - c < lanes ? static_cast<int>(cols - c) : lanes);
             loss += e.f.value;
             sum_a += e.f.d_log_student;
             if (ctx.want_dtemperature) {
                 sum_b += e.f.d_log_teacher;
-                if (e.f.d_log_student != T(0)) a_ds += e.f.d_log_student * e.ds;
-                if (e.ps > T(0)) ps_ds += e.ps * e.ds;
-                if (e.f.d_log_teacher != T(0)) b_dt += e.f.d_log_teacher * e.dt;
-                if (e.pt > T(0)) pt_dt += e.pt * e.dt;
+                a_ds += select(e.f.d_log_student != V(0), e.f.d_log_student * e.ds, V(0));
+                ps_ds += select(e.ps > V(0), e.ps * e.ds, V(0));
+                b_dt += select(e.f.d_log_teacher != V(0), e.f.d_log_teacher * e.dt, V(0));
+                pt_dt += select(e.pt > V(0), e.pt * e.dt, V(0));
             }
         }
+        const T total_a = lane_sum(sum_a);
         if (ctx.grad.present()) {
             T* g = ctx.grad.row(i);
             const index_t cg = ctx.grad.col_stride;
-            const T scale = w * tau;
-            for (index_t c = 0; c < cols; ++c) {
-                const at_class e = evaluate(c);
-                g[c * cg] = scale * (e.f.d_log_student - e.ps * sum_a);
+            const V scale = V(w * tau);
+            for (index_t c = 0; c < cols; c += lanes) {
+                const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+                const at_block e = evaluate(c, count);
+                store_lanes(g + c * cg, cg, count, scale * (e.f.d_log_student - e.ps * V(total_a)));
             }
         }
+        const T total = lane_sum(loss);
         row_result<T> r;
-        r.value = w * tau * tau * loss;
+        r.value = w * tau * tau * total;
         if (ctx.want_dtemperature)
-            r.dtemperature = w * (T(2) * tau * loss - tau * (a_ds - sum_a * ps_ds + b_dt - sum_b * pt_dt));
+            r.dtemperature = w * (T(2) * tau * total - tau * (lane_sum(a_ds) - total_a * lane_sum(ps_ds) + lane_sum(b_dt) -
+                                                              lane_sum(sum_b) * lane_sum(pt_dt)));
         return r;
     }
 };

@@ -46,12 +46,12 @@ struct generalized_js_terms {
     /// ls_minus_lt: ls - lt, which the kernel may form more accurately than from ls and lt
     /// (both of size log C). The log ratios to the mixture depend on it alone:
     /// lm - lt = log(beta + (1 - beta) e^(ls - lt)), lm - ls = log(beta e^(lt - ls) + 1 - beta).
-    DISTILL_HD divergence_term<T> operator()(T, T, T ps, T pt, T ls_minus_lt) const noexcept {
-        const T teacher_half =
-            pt > T(0) ? -beta * pt * log_mix(T(0), log_beta, true, ls_minus_lt, log_one_minus_beta, true) : T(0);
-        const T student_half =
-            ps > T(0) ? -one_minus_beta * ps * log_mix(-ls_minus_lt, log_beta, true, T(0), log_one_minus_beta, true)
-                      : T(0);
+    template <class V>
+    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V pt, V ls_minus_lt) const noexcept {
+        const V teacher_half =
+            select(pt > V(0), V(-beta) * pt * log_mix(V(0), log_beta, ls_minus_lt, log_one_minus_beta), V(0));
+        const V student_half =
+            select(ps > V(0), V(-one_minus_beta) * ps * log_mix(-ls_minus_lt, log_beta, V(0), log_one_minus_beta), V(0));
         return {teacher_half + student_half, student_half, teacher_half};
     }
 };

@@ -58,7 +58,10 @@ struct row_transform {
     T scale = 1;
     T inv_d = 1;  ///< 1 / (eps + sigma) when standardizing
     T sigma = 0;  ///< unbiased standard deviation when standardizing
-    DISTILL_HD constexpr T operator()(T x) const noexcept { return (x - shift) * scale; }
+    template <class V>
+    DISTILL_HD constexpr V operator()(V x) const noexcept {
+        return (x - shift) * scale;
+    }
 };
 
 template <class T>
@@ -79,14 +82,19 @@ DISTILL_HD inline row_transform<T> standardizing_transform(const T* x, index_t c
     return r;
 }
 
-/// The kd row kernel: loss, gradient row and d/dT of row i. Shared by every backend.
+/// The kd row kernel: loss, gradient row and d/dT of row i. Shared by every backend; written once
+/// over the value type V (a scalar, or a SIMD pack of floats on the CPU: see detail/simd.hpp).
 template <class T, class Label>
 struct kd_row_kernel {
     row_context<T, Label> ctx;
     T tau, inv_tau;
     bool standardize;
 
-    DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
+
+    template <class V>
+    DISTILL_HD row_result<T> row(index_t i) const noexcept {
+        constexpr int lanes = lanes_v<V>;
         const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride,
                       cg = ctx.grad.col_stride;
         const T* s = ctx.student.row(i);
@@ -103,55 +111,49 @@ struct kd_row_kernel {
             fs = standardizing_transform(s, cols, cs, inv_tau);
             ft = standardizing_transform(t, cols, ct, inv_tau);
         }
-        online_logsumexp<T> lse_s_acc, lse_t_acc;
-        for (index_t c = 0; c < cols; ++c) {
-            lse_s_acc.add(fs(s[c * cs]));
-            lse_t_acc.add(ft(t[c * ct]));
-        }
-        // log p = (z - max) - log(sum): z - max is exact near the max, whereas z - (max + log(sum))
-        // would round max + log(sum) at the magnitude of z (|z / T| ~ 2e3 loses 1e-4 in float).
-        const T max_s = lse_s_acc.max, max_t = lse_t_acc.max;
-        const T log_sum_s = detail::log(lse_s_acc.sum), log_sum_t = detail::log(lse_t_acc.sum);
-        // lt - ls = ((tp - max_t) - (sp - max_s)) - log(sum_t / sum_s): no per-element rounding at the
-        // scale of log C (at T = 20 a row's KL is ~1e-3 while log-probabilities are ~log C), and no
-        // cancellation of large max_t - max_s (|z / T| ~ 2e3).
-        const T log_ratio = detail::log(lse_t_acc.sum / lse_s_acc.sum);
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, fs, ft);
         const T gscale = w * tau;  // d(w T^2 KL)/d s' = w T^2 (ps - pt), and d s'/d z = 1/T
+        const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, contribute nothing
 
-        T kl = 0, centred_s = 0, centred_t = 0, teacher_mean = 0, grad_dot_u = 0;
-        for (index_t c = 0; c < cols; ++c) {
-            const T sp = fs(s[c * cs]), tp = ft(t[c * ct]);
-            const T ds = sp - max_s, dt = tp - max_t;
-            const T ps = detail::exp(ds - log_sum_s), pt = detail::exp(dt - log_sum_t);
-            if (pt > T(0)) {
-                const T term = pt * ((dt - ds) - log_ratio);
-                kl += term;
-                if (ctx.want_dtemperature) {
-                    centred_t += term * dt;
-                    teacher_mean += pt * dt;
-                }
+        V kl = V(0), centred_s = V(0), centred_t = V(0), teacher_mean = V(0), grad_dot_u = V(0);
+        for (index_t c = 0; c < cols; c += lanes) {
+            const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+            const V x = load_lanes<V>(s + c * cs, cs, count, pad);
+            const V ds = fs(x) - st.max_s, dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - st.max_t;
+            const V ps = detail::exp(ds - st.log_sum_s), pt = detail::exp(dt - st.log_sum_t);
+            const auto teacher_mass = pt > V(0);
+            const V term = select(teacher_mass, pt * ((dt - ds) - st.log_ratio), V(0));
+            kl += term;
+            const V d = ps - pt;
+            if (ctx.want_dtemperature) {
+                centred_t += select(teacher_mass, term * dt, V(0));
+                teacher_mean += select(teacher_mass, pt * dt, V(0));
+                centred_s += select(d != V(0), d * ds, V(0));
             }
-            const T d = ps - pt;
-            if (ctx.want_dtemperature && d != T(0)) centred_s += d * ds;
             if (g) {
-                if (!standardize) g[c * cg] = gscale * d;
-                else grad_dot_u += gscale * d * (s[c * cs] - fs.shift);
+                if (!standardize) store_lanes(g + c * cg, cg, count, V(gscale) * d);
+                else grad_dot_u += select(d != V(0), V(gscale) * d * (x - fs.shift), V(0));
             }
         }
         if (g && standardize) {
             // z = u / (eps + sigma), u = x - mean:  dx = (gz - mean(gz)) / d - (sum gz u) u / (d^2 (C-1) sigma),
             // with mean(gz) = 0 (sum of ps - pt) and the sigma term 0 when sigma = 0.
-            const T coef = fs.sigma > T(0) ? grad_dot_u * fs.inv_d * fs.inv_d / (T(cols - 1) * fs.sigma) : T(0);
-            for (index_t c = 0; c < cols; ++c) {
-                const T x = s[c * cs];
-                const T d = detail::exp((fs(x) - max_s) - log_sum_s) - detail::exp((ft(t[c * ct]) - max_t) - log_sum_t);
-                g[c * cg] = gscale * d * fs.inv_d - coef * (x - fs.shift);
+            const T dot = lane_sum(grad_dot_u);
+            const T coef = fs.sigma > T(0) ? dot * fs.inv_d * fs.inv_d / (T(cols - 1) * fs.sigma) : T(0);
+            for (index_t c = 0; c < cols; c += lanes) {
+                const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+                const V x = load_lanes<V>(s + c * cs, cs, count, pad);
+                const V y = load_lanes<V>(t + c * ct, ct, count, pad);
+                const V d = detail::exp((fs(x) - st.max_s) - st.log_sum_s) - detail::exp((ft(y) - st.max_t) - st.log_sum_t);
+                store_lanes(g + c * cg, cg, count, V(gscale) * d * fs.inv_d - V(coef) * (x - fs.shift));
             }
         }
+        const T loss = lane_sum(kl);
         row_result<T> r;
-        r.value = w * tau * tau * kl;
+        r.value = w * tau * tau * loss;
         if (ctx.want_dtemperature)
-            r.dtemperature = w * (T(2) * tau * kl - tau * (centred_s + centred_t - kl * teacher_mean));
+            r.dtemperature = w * (T(2) * tau * loss -
+                                  tau * (lane_sum(centred_s) + lane_sum(centred_t) - loss * lane_sum(teacher_mean)));
         return r;
     }
 };

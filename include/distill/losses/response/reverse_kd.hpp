@@ -30,9 +30,10 @@ using reverse_kd_float_options = basic_reverse_kd_options<float>;
 namespace detail {
 template <class T>
 struct reverse_kl_terms {
-    DISTILL_HD divergence_term<T> operator()(T, T, T ps, T, T ls_minus_lt) const noexcept {
-        if (!(ps > T(0))) return {};
-        return {ps * ls_minus_lt, ps * (ls_minus_lt + T(1)), -ps};
+    template <class V>
+    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
+        const auto mass = ps > V(0);  // 0 * log(0 / pt) is 0
+        return {select(mass, ps * ls_minus_lt, V(0)), select(mass, ps * (ls_minus_lt + V(1)), V(0)), -ps};
     }
 };
 

@@ -66,19 +66,24 @@ struct skewed_kl {
     T alpha, one_minus_alpha;          // weights of p and q in m
     T log_alpha, log_one_minus_alpha;  // their logs, computed once on the host
 
+    template <class V>
     struct term {
-        T value, d_log_p, d_log_q;
+        V value, d_log_p, d_log_q;
     };
-    DISTILL_HD term operator()(T lp_minus_lq, T pp) const noexcept {
-        if (!(pp > T(0)) || one_minus_alpha == T(0)) return {};  // p-weighted; m = p at alpha = 1
+    template <class V>
+    DISTILL_HD term<V> operator()(V lp_minus_lq, V pp) const noexcept {
+        if (one_minus_alpha == T(0)) return {V(0), V(0), V(0)};  // m = p at alpha = 1
+        const auto mass = pp > V(0);                               // p-weighted: 0 where p = 0
         // m = q at alpha = 0: the plain KL (kd or reverse_kd), whose d / d lq = -p stays finite where q = 0.
-        if (alpha == T(0)) return {pp * lp_minus_lq, pp * (lp_minus_lq + T(1)), -pp};
+        if (alpha == T(0))
+            return {select(mass, pp * lp_minus_lq, V(0)), select(mass, pp * (lp_minus_lq + V(1)), V(0)), -pp};
         // lp - lm = -log(alpha + (1 - alpha) e^(lq - lp)) <= -log alpha
         // lq - lm = -log(alpha e^(lp - lq) + 1 - alpha)   <= -log(1 - alpha)
-        const T lp_minus_lm = -log_mix(T(0), log_alpha, true, -lp_minus_lq, log_one_minus_alpha, true);
-        const T lq_minus_lm = -log_mix(lp_minus_lq, log_alpha, true, T(0), log_one_minus_alpha, true);
-        return {pp * lp_minus_lm, pp * (lp_minus_lm + T(1)) - alpha * pp * detail::exp(lp_minus_lm),
-                -one_minus_alpha * pp * detail::exp(lq_minus_lm)};
+        const V lp_minus_lm = -log_mix(V(0), log_alpha, -lp_minus_lq, log_one_minus_alpha);
+        const V lq_minus_lm = -log_mix(lp_minus_lq, log_alpha, V(0), log_one_minus_alpha);
+        return {select(mass, pp * lp_minus_lm, V(0)),
+                select(mass, pp * (lp_minus_lm + V(1)) - V(alpha) * pp * detail::exp(lp_minus_lm), V(0)),
+                select(mass, V(-one_minus_alpha) * pp * detail::exp(lq_minus_lm), V(0))};
     }
 };
 
@@ -86,7 +91,8 @@ struct skewed_kl {
 template <class T>
 struct skew_forward_terms {
     skewed_kl<T> kl;
-    DISTILL_HD divergence_term<T> operator()(T, T, T, T pt, T ls_minus_lt) const noexcept {
+    template <class V>
+    DISTILL_HD divergence_term<V> operator()(V, V, V, V pt, V ls_minus_lt) const noexcept {
         const auto r = kl(-ls_minus_lt, pt);
         return {r.value, r.d_log_q, r.d_log_p};
     }
@@ -96,7 +102,8 @@ struct skew_forward_terms {
 template <class T>
 struct skew_reverse_terms {
     skewed_kl<T> kl;
-    DISTILL_HD divergence_term<T> operator()(T, T, T ps, T, T ls_minus_lt) const noexcept {
+    template <class V>
+    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
         const auto r = kl(ls_minus_lt, ps);
         return {r.value, r.d_log_p, r.d_log_q};
     }

@@ -33,9 +33,9 @@ using soft_ce_float_options = basic_soft_ce_options<float>;
 namespace detail {
 template <class T>
 struct soft_cross_entropy_terms {
-    DISTILL_HD divergence_term<T> operator()(T ls, T, T, T pt, T /*ls_minus_lt*/) const noexcept {
-        if (!(pt > T(0))) return {};  // 0 * log(ps) is 0 even where ps = 0
-        const T value = -pt * ls;
+    template <class V>
+    DISTILL_HD divergence_term<V> operator()(V ls, V, V, V pt, V /*ls_minus_lt*/) const noexcept {
+        const V value = select(pt > V(0), -pt * ls, V(0));  // 0 * log(ps) is 0 even where ps = 0
         return {value, -pt, value};
     }
 };

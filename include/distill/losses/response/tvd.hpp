@@ -36,9 +36,10 @@ using tvd_float_options = basic_tvd_options<float>;
 namespace detail {
 template <class T>
 struct total_variation_terms {
-    DISTILL_HD divergence_term<T> operator()(T, T, T ps, T pt, T /*ls_minus_lt*/) const noexcept {
-        const T diff = pt - ps;
-        const T half_sign = diff > T(0) ? T(0.5) : (diff < T(0) ? T(-0.5) : T(0));
+    template <class V>
+    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V pt, V /*ls_minus_lt*/) const noexcept {
+        const V diff = pt - ps;
+        const V half_sign = select(diff > V(0), V(T(0.5)), select(diff < V(0), V(T(-0.5)), V(0)));
         return {half_sign * diff, -half_sign * ps, half_sign * pt};
     }
 };

@@ -1,0 +1,249 @@
+// distill/detail/simd.hpp: a small float SIMD pack for the CPU row kernels.
+//
+// Why: the response losses are limited by exp/log throughput, not by memory, unless exp is
+// vectorised; a header-only library cannot ask its users for -ffast-math (which is what lets
+// compilers call vector expf), and -O2 does not auto-vectorise loops with calls. So the
+// kernels are written once, as templates over a value type V that is either a scalar (T,
+// on devices and in double) or float_pack (GCC/Clang vector extensions, the width of the
+// widest vector unit the translation unit is compiled for: 16 lanes with AVX-512, 8 with
+// AVX, 4 with SSE2/NEON). exp and log are Cephes-style polynomials accurate to about 2 ulp.
+//
+// DISTILL_SIMD is 1 when float_pack exists (host compilation by GCC or Clang with SSE2, AVX or
+// NEON; not under nvcc, whose host pass keeps the scalar kernels); define DISTILL_NO_SIMD to force
+// the scalar kernels.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "../core/config.hpp"
+#include "math.hpp"
+
+#if !defined(DISTILL_NO_SIMD) && !defined(__CUDACC__) && (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__SSE2__) || defined(__ARM_NEON))
+#define DISTILL_SIMD 1
+#if defined(__AVX512F__)
+#define DISTILL_SIMD_BYTES 64
+#elif defined(__AVX__)
+#define DISTILL_SIMD_BYTES 32
+#else
+#define DISTILL_SIMD_BYTES 16
+#endif
+#else
+#define DISTILL_SIMD 0
+#endif
+
+namespace distill::detail {
+
+/// select(mask, a, b): a where mask holds, else b, for scalars (and packs below).
+template <class T>
+DISTILL_HD constexpr T select(bool mask, T a, T b) noexcept {
+    return mask ? a : b;
+}
+template <class T>
+DISTILL_HD constexpr T max_of(T a, T b) noexcept {
+    return a > b ? a : b;
+}
+/// The sum and the max of a value's lanes (a scalar is one lane).
+template <class T>
+DISTILL_HD constexpr T lane_sum(T x) noexcept {
+    return x;
+}
+template <class T>
+DISTILL_HD constexpr T lane_max(T x) noexcept {
+    return x;
+}
+
+/// Lanes of a value type: 1 for a scalar.
+template <class V>
+inline constexpr int lanes_v = 1;
+
+/// One value's worth of elements from p (stride in elements): a scalar reads *p.
+template <class V, class T>
+DISTILL_HD inline V load_lanes(const T* p, index_t, int, T) noexcept {
+    return *p;
+}
+template <class V, class T>
+DISTILL_HD inline void store_lanes(T* p, index_t, int, V v) noexcept {
+    *p = v;
+}
+
+#if DISTILL_SIMD
+struct float_pack;
+struct float_mask {
+    typedef std::int32_t native __attribute__((vector_size(DISTILL_SIMD_BYTES)));
+    native m;
+    friend float_mask operator&&(float_mask a, float_mask b) noexcept { return {a.m & b.m}; }
+    friend float_mask operator||(float_mask a, float_mask b) noexcept { return {a.m | b.m}; }
+    friend float_mask operator!(float_mask a) noexcept { return {~a.m}; }
+};
+
+/// DISTILL_SIMD_BYTES / 4 floats with the arithmetic of a float.
+struct float_pack {
+    typedef float native __attribute__((vector_size(DISTILL_SIMD_BYTES)));
+    static constexpr int width = DISTILL_SIMD_BYTES / 4;
+    native v;
+
+    float_pack() noexcept = default;
+    constexpr float_pack(native x) noexcept : v(x) {}
+    constexpr float_pack(float x) noexcept : v(native{} + x) {}  // broadcast
+
+    /// `count` (<= width) elements from p with the given stride; the other lanes hold `fill`.
+    static float_pack load(const float* p, std::int64_t stride, int count, float fill) noexcept {
+        float_pack r(fill);
+        if (stride == 1 && count == width) {
+            std::memcpy(&r.v, p, sizeof r.v);
+        } else {
+            for (int k = 0; k < count; ++k) r.v[k] = p[k * stride];
+        }
+        return r;
+    }
+    /// Writes the first `count` lanes to p with the given stride.
+    void store(float* p, std::int64_t stride, int count) const noexcept {
+        if (stride == 1 && count == width) {
+            std::memcpy(p, &v, sizeof v);
+        } else {
+            for (int k = 0; k < count; ++k) p[k * stride] = v[k];
+        }
+    }
+
+    friend float_pack operator+(float_pack a, float_pack b) noexcept { return a.v + b.v; }
+    friend float_pack operator-(float_pack a, float_pack b) noexcept { return a.v - b.v; }
+    friend float_pack operator*(float_pack a, float_pack b) noexcept { return a.v * b.v; }
+    friend float_pack operator/(float_pack a, float_pack b) noexcept { return a.v / b.v; }
+    friend float_pack operator-(float_pack a) noexcept { return -a.v; }
+    float_pack& operator+=(float_pack b) noexcept { return v += b.v, *this; }
+    float_pack& operator-=(float_pack b) noexcept { return v -= b.v, *this; }
+    friend float_mask operator<(float_pack a, float_pack b) noexcept { return {a.v < b.v}; }
+    friend float_mask operator>(float_pack a, float_pack b) noexcept { return {a.v > b.v}; }
+    friend float_mask operator<=(float_pack a, float_pack b) noexcept { return {a.v <= b.v}; }
+    friend float_mask operator>=(float_pack a, float_pack b) noexcept { return {a.v >= b.v}; }
+    friend float_mask operator==(float_pack a, float_pack b) noexcept { return {a.v == b.v}; }
+    friend float_mask operator!=(float_pack a, float_pack b) noexcept { return {a.v != b.v}; }
+};
+
+template <>
+inline constexpr int lanes_v<float_pack> = float_pack::width;
+template <>
+inline float_pack load_lanes<float_pack, float>(const float* p, index_t stride, int count, float fill) noexcept {
+    return float_pack::load(p, stride, count, fill);
+}
+template <>
+inline void store_lanes<float_pack, float>(float* p, index_t stride, int count, float_pack v) noexcept {
+    v.store(p, stride, count);
+}
+
+inline float_pack select(float_mask m, float_pack a, float_pack b) noexcept { return m.m ? a.v : b.v; }
+inline float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
+inline float lane_sum(float_pack x) noexcept {
+    // Pairwise: halves added until one lane is left (more accurate than a running sum).
+    float lanes[float_pack::width];
+    std::memcpy(lanes, &x.v, sizeof lanes);
+    for (int n = float_pack::width / 2; n > 0; n /= 2)
+        for (int k = 0; k < n; ++k) lanes[k] += lanes[k + n];
+    return lanes[0];
+}
+inline float lane_max(float_pack x) noexcept {
+    float m = x.v[0];
+    for (int k = 1; k < float_pack::width; ++k) m = x.v[k] > m ? x.v[k] : m;
+    return m;
+}
+
+/// 2^n for integer-valued n in [-126, 127], by building the exponent bits.
+inline float_pack exp2_integer(float_pack n) noexcept {
+    const float_mask::native bits = (__builtin_convertvector(n.v, float_mask::native) + 127) << 23;
+    float_pack r;
+    std::memcpy(&r.v, &bits, sizeof r.v);
+    return r;
+}
+
+/// exp(x) for every lane (Cephes expf: range reduction by ln 2, degree-6 polynomial):
+/// 0 below -87.3 (and for -inf), +inf above 88.7, nan for nan.
+inline float_pack exp(float_pack x) noexcept {
+    const float_pack xc = max_of(float_pack(-87.3f), select(x < float_pack(88.7f), x, float_pack(88.7f)));
+    // round(x / ln 2) with the 1.5 * 2^23 trick (exact for |x / ln 2| < 2^22, no -ffast-math needed)
+    const float_pack n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float_pack r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    const float_pack r2 = r * r;
+    float_pack p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float_pack y = (p * r2 + r + 1.0f) * exp2_integer(n);
+    const float_pack big = std::numeric_limits<float>::infinity();
+    float_pack out = select(x < float_pack(-87.3f), float_pack(0.0f), select(x > float_pack(88.7f), big, y));
+    return select(x != x, x, out);
+}
+
+/// log(x) for every lane (Cephes logf: frexp, degree-8 polynomial): -inf at 0, nan below 0.
+inline float_pack log(float_pack x) noexcept {
+    float_mask::native bits;
+    std::memcpy(&bits, &x.v, sizeof bits);
+    // x = m 2^e with m in [0.5, 1) (normal numbers; denormals are below every value we take logs of)
+    float_pack e = __builtin_convertvector(((bits >> 23) & 0xff) - 126, float_pack::native);
+    const float_mask::native mantissa_bits = (bits & 0x007fffff) | 0x3f000000;
+    float_pack m;
+    std::memcpy(&m.v, &mantissa_bits, sizeof m.v);
+    const float_mask small = m < float_pack(0.707106781186547524f);
+    e = select(small, e - 1.0f, e);
+    const float_pack f = select(small, m + m - 1.0f, m - 1.0f);
+    const float_pack z = f * f;
+    float_pack y = 7.0376836292e-2f;
+    y = y * f - 1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f - 1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f - 1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f - 2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    y = y + e * -2.12194440e-4f;
+    y = y - z * 0.5f;
+    const float_pack result = (f + y) + e * 0.693359375f;
+    const float_pack inf = std::numeric_limits<float>::infinity();
+    const float_pack nan = std::numeric_limits<float>::quiet_NaN();
+    return select(x == float_pack(0.0f), -inf, select(x < float_pack(0.0f) || x != x, nan, select(x == inf, inf, result)));
+}
+
+/// log(1 + x) for x >= 0 (the log-space mixtures need it for x in [0, 1]). u = 1 + x rounds, and
+/// log(u) x / (u - 1) corrects for that rounding (Goldberg 1991), so small x keep full precision.
+inline float_pack log1p(float_pack x) noexcept {
+    const float_pack u = x + 1.0f;
+    return select(u == float_pack(1.0f), x, log(u) * (x / (u - 1.0f)));
+}
+#endif
+
+/// The value type a row kernel on T runs with on this compilation target: float_pack for float
+/// where SIMD exists, else T itself.
+template <class T>
+struct row_value {
+    using type = T;
+};
+#if DISTILL_SIMD
+template <>
+struct row_value<float> {
+    using type = float_pack;
+};
+#endif
+template <class T>
+using row_value_t = typename row_value<T>::type;
+
+/// Compensated (Kahan) running sum, lane-wise: sums of many exponentials in float stay accurate
+/// to a few ulp (the log-sum-exp of a 100k-class row feeds every log-probability).
+template <class V>
+struct compensated_sum {
+    V sum = V(0), lost = V(0);
+    DISTILL_HD void add(V x) noexcept {
+        const V y = x - lost;
+        const V t = sum + y;
+        lost = (t - sum) - y;
+        sum = t;
+    }
+};
+
+}  // namespace distill::detail
