@@ -179,16 +179,16 @@ constexpr float unit_noise(std::uint64_t i) noexcept {
 /// the loss comparison with LibTorch is not a comparison of two rounding errors).
 constexpr float student_logit(index_t e) noexcept { return 4.0f * unit_noise(static_cast<std::uint64_t>(e)); }
 constexpr float teacher_logit(index_t e) noexcept { return 4.0f * unit_noise(static_cast<std::uint64_t>(e) + (1ull << 40)); }
-constexpr std::int64_t label(index_t i, index_t cols) noexcept {
+constexpr std::int64_t label_at(index_t i, index_t cols) noexcept {
     return static_cast<std::int64_t>((static_cast<std::uint64_t>(i) * 2654435761ull) % static_cast<std::uint64_t>(cols));
 }
 /// Top-k ids spread over the vocabulary, distinct within a row: (i + j * (V / k)) mod V.
-constexpr std::int64_t top_index(index_t i, index_t j, index_t cols, index_t k) noexcept {
+constexpr std::int64_t top_index_at(index_t i, index_t j, index_t cols, index_t k) noexcept {
     const index_t spacing = cols / k > 0 ? cols / k : 1;
     return static_cast<std::int64_t>((i * 7919 + j * spacing) % cols);
 }
 /// Top-k log-probabilities: 90% of the mass on the k ids, decaying geometrically (ratio 0.9).
-inline float top_logprob(index_t j, index_t k) noexcept {
+inline float top_logprob_at(index_t j, index_t k) noexcept {
     const double ratio = 0.9, first = 0.9 * (1 - ratio) / (1 - std::pow(ratio, static_cast<double>(k)));
     return static_cast<float>(std::log(first) + static_cast<double>(j) * std::log(ratio));
 }

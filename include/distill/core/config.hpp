@@ -22,6 +22,16 @@
 #endif
 #endif
 
+/// Forces inlining of the small functions the SIMD row kernels are built from (a call per block
+/// that returns a struct of packs through memory costs more than the block's arithmetic).
+#if defined(__GNUC__) || defined(__clang__)
+#define DISTILL_FORCE_INLINE __attribute__((always_inline)) inline
+#define DISTILL_LAMBDA_INLINE __attribute__((always_inline))
+#else
+#define DISTILL_FORCE_INLINE inline
+#define DISTILL_LAMBDA_INLINE
+#endif
+
 #define DISTILL_VERSION_MAJOR 0
 #define DISTILL_VERSION_MINOR 1
 #define DISTILL_VERSION_PATCH 0

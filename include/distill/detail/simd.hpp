@@ -45,6 +45,11 @@ template <class T>
 DISTILL_HD constexpr T max_of(T a, T b) noexcept {
     return a > b ? a : b;
 }
+/// exp for arguments <= 0 (see the pack version); for scalars, exp itself.
+template <class T>
+DISTILL_HD T exp_nonpositive(T x) noexcept {
+    return detail::exp(x);
+}
 /// The sum and the max of a value's lanes (a scalar is one lane).
 template <class T>
 DISTILL_HD constexpr T lane_sum(T x) noexcept {
@@ -151,36 +156,50 @@ inline float lane_max(float_pack x) noexcept {
 }
 
 /// 2^n for integer-valued n in [-126, 127], by building the exponent bits.
-inline float_pack exp2_integer(float_pack n) noexcept {
+DISTILL_FORCE_INLINE float_pack exp2_integer(float_pack n) noexcept {
     const float_mask::native bits = (__builtin_convertvector(n.v, float_mask::native) + 127) << 23;
     float_pack r;
     std::memcpy(&r.v, &bits, sizeof r.v);
     return r;
 }
 
-/// exp(x) for every lane (Cephes expf: range reduction by ln 2, degree-6 polynomial):
-/// 0 below -87.3 (and for -inf), +inf above 88.7, nan for nan.
-inline float_pack exp(float_pack x) noexcept {
-    const float_pack xc = max_of(float_pack(-87.3f), select(x < float_pack(88.7f), x, float_pack(88.7f)));
+/// exp(x) for every lane: n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], then
+/// exp(r) by its degree-7 Taylor-Cephes polynomial (about 1 ulp) and 2^n from the exponent bits.
+/// 0 below -87.3 (and for -inf), +inf above 88.7, nan for nan (nan flows through every step).
+DISTILL_FORCE_INLINE float_pack exp(float_pack x) noexcept {
+    const float_pack xc = max_of(float_pack(-87.3f), select(x > float_pack(88.7f), float_pack(88.7f), x));
     // round(x / ln 2) with the 1.5 * 2^23 trick (exact for |x / ln 2| < 2^22, no -ffast-math needed)
     const float_pack n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float_pack r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    const float_pack r2 = r * r;
+    const float_pack r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
     float_pack p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    const float_pack y = (p * r2 + r + 1.0f) * exp2_integer(n);
-    const float_pack big = std::numeric_limits<float>::infinity();
-    float_pack out = select(x < float_pack(-87.3f), float_pack(0.0f), select(x > float_pack(88.7f), big, y));
-    return select(x != x, x, out);
+    const float_pack y = (p * (r * r) + r + 1.0f) * exp2_integer(n);
+    return select(x < float_pack(-87.3f), float_pack(0.0f),
+                  select(x > float_pack(88.7f), float_pack(std::numeric_limits<float>::infinity()), y));
+}
+
+/// exp(x) for x <= 0 (or -inf, or nan): the exp of the softmax passes, whose arguments are
+/// logits minus their row maximum or log-probabilities. Skips exp's overflow handling.
+DISTILL_FORCE_INLINE float_pack exp_nonpositive(float_pack x) noexcept {
+    const float_pack xc = max_of(float_pack(-87.3f), x);
+    const float_pack n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float_pack r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float_pack p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float_pack y = (p * (r * r) + r + 1.0f) * exp2_integer(n);
+    return select(x < float_pack(-87.3f), float_pack(0.0f), y);
 }
 
 /// log(x) for every lane (Cephes logf: frexp, degree-8 polynomial): -inf at 0, nan below 0.
-inline float_pack log(float_pack x) noexcept {
+DISTILL_FORCE_INLINE float_pack log(float_pack x) noexcept {
     float_mask::native bits;
     std::memcpy(&bits, &x.v, sizeof bits);
     // x = m 2^e with m in [0.5, 1) (normal numbers; denormals are below every value we take logs of)
@@ -212,11 +231,21 @@ inline float_pack log(float_pack x) noexcept {
 
 /// log(1 + x) for x >= 0 (the log-space mixtures need it for x in [0, 1]). u = 1 + x rounds, and
 /// log(u) x / (u - 1) corrects for that rounding (Goldberg 1991), so small x keep full precision.
-inline float_pack log1p(float_pack x) noexcept {
+DISTILL_FORCE_INLINE float_pack log1p(float_pack x) noexcept {
     const float_pack u = x + 1.0f;
     return select(u == float_pack(1.0f), x, log(u) * (x / (u - 1.0f)));
 }
 #endif
+
+/// Hints that the cache line at p will be read soon (the next row, while this one is computed).
+template <class T>
+DISTILL_HD inline void prefetch(const T* p) noexcept {
+#if DISTILL_SIMD
+    __builtin_prefetch(p, 0, 3);
+#else
+    (void)p;
+#endif
+}
 
 /// The value type a row kernel on T runs with on this compilation target: float_pack for float
 /// where SIMD exists, else T itself.

@@ -38,10 +38,10 @@ namespace detail {
 /// log(wa exp(la) + wb exp(lb)) for weights in (0, 1], in log space (lanes where both are -inf
 /// give -inf).
 template <class V, class T>
-DISTILL_HD inline V log_mix(V la, T log_wa, V lb, T log_wb) noexcept {
+DISTILL_HD DISTILL_FORCE_INLINE V log_mix(V la, T log_wa, V lb, T log_wb) noexcept {
     const V x = la + V(log_wa), y = lb + V(log_wb);
     const V hi = max_of(x, y), lo = select(x > y, y, x);
-    return select(hi > V(lowest<T>()), hi + detail::log1p(detail::exp(lo - hi)), hi);
+    return select(hi > V(lowest<T>()), hi + detail::log1p(exp_nonpositive(lo - hi)), hi);
 }
 
 /// Online max and sum of exp(x - max) in one pass: log-sum-exp = max + log(sum). The sum is
@@ -76,13 +76,25 @@ struct online_logsumexp {
 template <class T>
 struct softmax_pair_stats {
     T max_s, max_t, log_sum_s, log_sum_t, log_ratio;
+    T inv_sum_s, inv_sum_t;  ///< ps = exp(s - max_s) * inv_sum_s, pt = exp(t - max_t) * inv_sum_t
 };
 
+/// Prefetches row i + 1 of a matrix while row i is computed, one cache line (16 floats) per call:
+/// the row kernels call it once per block of their last pass, so the next row's first pass reads
+/// from cache and memory traffic overlaps with the exp-bound passes.
+template <class T>
+DISTILL_HD inline void prefetch_next_row(const matrix_ref<const T>& m, index_t i, index_t c) noexcept {
+    if (i + 1 < m.rows && m.col_stride == 1) prefetch(m.row(i + 1) + c);
+}
+
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
-/// in two passes over V lanes: the maxima, then compensated sums of exp(x - max).
+/// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When
+/// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
+/// gradient row, so that the next pass gets ps by a multiplication instead of another exp.
 template <class V, class T, class FS, class FT>
-DISTILL_HD softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
-                                                         const FS& fs, const FT& ft) noexcept {
+DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
+                                                         const FS& fs, const FT& ft, T* student_exp = nullptr,
+                                                         index_t ce = 1) noexcept {
     constexpr int lanes = lanes_v<V>;
     const T pad = -infinity_v<T>;  // lanes past the row's end: exp(-inf) = 0
     V max_s = V(lowest<T>()), max_t = V(lowest<T>());
@@ -97,13 +109,17 @@ DISTILL_HD softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs,
     compensated_sum<V> sum_s, sum_t;
     for (index_t c = 0; c < cols; c += lanes) {
         const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
-        sum_s.add(detail::exp(fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s));
-        sum_t.add(detail::exp(ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t));
+        const V es = exp_nonpositive(fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s);
+        if (student_exp) store_lanes(student_exp + c * ce, ce, count, es);
+        sum_s.add(es);
+        sum_t.add(exp_nonpositive(ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t));
     }
     const T total_s = lane_sum(sum_s.sum) - lane_sum(sum_s.lost), total_t = lane_sum(sum_t.sum) - lane_sum(sum_t.lost);
     r.log_sum_s = detail::log(total_s);
     r.log_sum_t = detail::log(total_t);
     r.log_ratio = detail::log(total_t / total_s);
+    r.inv_sum_s = T(1) / total_s;
+    r.inv_sum_t = T(1) / total_t;
     return r;
 }
 
@@ -129,8 +145,11 @@ struct divergence_row_kernel {
         const T* s = ctx.student.row(i);
         const T* t = ctx.teacher.row(i);
         const T inv = inv_tau;
-        const auto tempered = [inv](auto x) { return x * inv; };
-        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered);
+        const auto tempered = [inv](auto x) DISTILL_LAMBDA_INLINE { return x * inv; };
+        // The gradient row holds exp(s' - max_s) from the statistics until the gradient pass.
+        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
+        const index_t cg = ctx.grad.col_stride;
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered, g, cg);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
 
         // One block of classes: max-shifted logits, probabilities and terms.
@@ -138,13 +157,15 @@ struct divergence_row_kernel {
             V ds, dt, ps, pt;
             divergence_term<V> f;
         };
-        const auto evaluate = [&](index_t c, int count) {
+        const auto evaluate = [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
             at_block e;
             e.ds = load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s;
             e.dt = load_lanes<V>(t + c * ct, ct, count, pad) * inv - st.max_t;
             const V ls = e.ds - st.log_sum_s, lt = e.dt - st.log_sum_t;
-            e.ps = detail::exp(ls);
-            e.pt = detail::exp(lt);
+            // ps and pt by the same arithmetic, so that equal rows give exactly equal probabilities
+            // (tvd's subgradient at a tie is 0).
+            e.ps = (g ? load_lanes<V>(g + c * cg, cg, count, T(0)) : exp_nonpositive(e.ds)) * V(st.inv_sum_s);
+            e.pt = exp_nonpositive(e.dt) * V(st.inv_sum_t);
             e.f = terms(ls, lt, e.ps, e.pt, (e.ds - e.dt) + st.log_ratio);
             return e;
         };
@@ -163,9 +184,7 @@ struct divergence_row_kernel {
             }
         }
         const T total_a = lane_sum(sum_a);
-        if (ctx.grad.present()) {
-            T* g = ctx.grad.row(i);
-            const index_t cg = ctx.grad.col_stride;
+        if (g) {
             const V scale = V(w * tau);
             for (index_t c = 0; c < cols; c += lanes) {
                 const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;

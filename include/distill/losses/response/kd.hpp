@@ -111,16 +111,21 @@ struct kd_row_kernel {
             fs = standardizing_transform(s, cols, cs, inv_tau);
             ft = standardizing_transform(t, cols, ct, inv_tau);
         }
-        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, fs, ft);
+        // The gradient row holds exp(s' - max_s) between the statistics and the gradient pass.
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, fs, ft, g, cg);
         const T gscale = w * tau;  // d(w T^2 KL)/d s' = w T^2 (ps - pt), and d s'/d z = 1/T
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, contribute nothing
 
         V kl = V(0), centred_s = V(0), centred_t = V(0), teacher_mean = V(0), grad_dot_u = V(0);
         for (index_t c = 0; c < cols; c += lanes) {
             const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+            prefetch_next_row(ctx.student, i, c);
+            prefetch_next_row(ctx.teacher, i, c);
             const V x = load_lanes<V>(s + c * cs, cs, count, pad);
             const V ds = fs(x) - st.max_s, dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - st.max_t;
-            const V ps = detail::exp(ds - st.log_sum_s), pt = detail::exp(dt - st.log_sum_t);
+            // ps and pt by the same arithmetic: equal rows give exactly equal probabilities.
+            const V ps = (g ? load_lanes<V>(g + c * cg, cg, count, T(0)) : exp_nonpositive(ds)) * V(st.inv_sum_s);
+            const V pt = exp_nonpositive(dt) * V(st.inv_sum_t);
             const auto teacher_mass = pt > V(0);
             const V term = select(teacher_mass, pt * ((dt - ds) - st.log_ratio), V(0));
             kl += term;
@@ -144,7 +149,8 @@ struct kd_row_kernel {
                 const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
                 const V x = load_lanes<V>(s + c * cs, cs, count, pad);
                 const V y = load_lanes<V>(t + c * ct, ct, count, pad);
-                const V d = detail::exp((fs(x) - st.max_s) - st.log_sum_s) - detail::exp((ft(y) - st.max_t) - st.log_sum_t);
+                const V d = load_lanes<V>(g + c * cg, cg, count, T(0)) * V(st.inv_sum_s) -
+                            exp_nonpositive(ft(y) - st.max_t) * V(st.inv_sum_t);
                 store_lanes(g + c * cg, cg, count, V(gscale) * d * fs.inv_d - V(coef) * (x - fs.shift));
             }
         }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The benchmark command (issue 4): installs what is missing (the build's packages, Google Benchmark
+# and LibTorch), configures a Release build of the benchmarks in build-bench/, builds them, runs
+# distill_bench, which prints one table per case and the targets, and writes bench/results.json
+# (one record per measurement) and bench/results.md (the same as Markdown tables).
+# When nvcc exists, the CUDA variant is built too (a compile check); where a GPU exists it also
+# runs and writes bench/results_cuda.json.
+#
+#   ./scripts/bench.sh             the full run (all shapes, 1 and 2 threads, both backends, LibTorch)
+#   ./scripts/bench.sh --quick     fewer repetitions; LibTorch single-threaded at the large shapes
+#   ./scripts/bench.sh --help      every option (arguments are passed to distill_bench)
+#
+# DISTILL_BENCH_NO_TORCH=1 skips installing LibTorch (libtorch_ms is then null).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+
+packages=(libbenchmark-dev)
+if [ -z "${DISTILL_BENCH_NO_TORCH:-}" ]; then
+    packages+=(libtorch-dev)
+fi
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg -s "$package" >/dev/null 2>&1; then
+        missing+=("$package")
+    fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        as_root=()
+    elif command -v sudo >/dev/null 2>&1; then
+        as_root=(sudo)
+    else
+        echo "error: missing packages (${missing[*]}) and neither root nor sudo is available to install them" >&2
+        exit 1
+    fi
+    echo "Installing missing packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${as_root[@]}" apt-get update
+    "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+torch_option=()
+if [ -n "${DISTILL_BENCH_NO_TORCH:-}" ]; then
+    torch_option=(-DDISTILL_BENCH_TORCH=OFF)
+fi
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDISTILL_BUILD_BENCH=ON \
+    -DDISTILL_BUILD_TESTS=OFF -DDISTILL_BUILD_EXAMPLES=OFF "${torch_option[@]}"
+cmake --build build-bench --parallel "$(nproc)"
+
+./build-bench/bench/distill_bench --json bench/results.json --markdown bench/results.md "$@"
+for argument in "$@"; do
+    if [ "$argument" = "--help" ] || [ "$argument" = "-h" ]; then
+        exit 0
+    fi
+done
+
+if [ -x build-bench/bench/distill_bench_cuda ]; then
+    status=0
+    ./build-bench/bench/distill_bench_cuda --json bench/results_cuda.json || status=$?
+    if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then  # 77: no GPU here, compiled only
+        exit "$status"
+    fi
+fi
