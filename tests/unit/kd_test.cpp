@@ -350,14 +350,14 @@ TEST_CASE_TEMPLATE("kd: column-major Eigen input gives the results of row-major 
             const distill::kd_options opts{2.0, red, -100, standardize};
             const auto a = distill::kd(rs, rt, labels, weight, opts);
             const auto b = distill::kd(cs, ct, labels, weight, opts);
-            CHECK(a.loss == b.loss);
-            CHECK(a.grad_temperature == b.grad_temperature);
+            CHECK(same_value(a.loss, b.loss));
+            CHECK(same_value(a.grad_temperature, b.grad_temperature));
             REQUIRE(a.grad_student.size() == 42);
             REQUIRE(b.grad_student.size() == 42);
             for (index_t i = 0; i < 6; ++i)
-                for (index_t k = 0; k < 7; ++k) CHECK(a.grad_student(i, k) == b.grad_student(i, k));
+                for (index_t k = 0; k < 7; ++k) CHECK(same_value(a.grad_student(i, k), b.grad_student(i, k)));
             if (red == reduction::none)
-                for (index_t i = 0; i < 6; ++i) CHECK(a.row_losses(i) == b.row_losses(i));
+                for (index_t i = 0; i < 6; ++i) CHECK(same_value(a.row_losses(i), b.row_losses(i)));
             // And the values are the reference's, not merely equal to each other.
             const auto ref = p.reference(reference_of(opts));
             DISTILL_CHECK_CLOSE(a.loss, static_cast<double>(ref.loss), tolerance<T>(), 0);
@@ -390,16 +390,21 @@ TEST_CASE_TEMPLATE("kd: any strides work for inputs and outputs (negative, colum
     const distill::status s = distill::run(opts, args, outs);
     INFO(s.message());
     REQUIRE(s.ok());
+    // Rounding-level agreement (layouts take different code paths, which FMA contraction may round
+    // differently); gradient entries are compared at the scale of the largest one.
     const double rtol = std::is_same_v<T, float> ? 1e-6 : 1e-15;
+    double grad_scale = 0;
+    for (T g : expected.grad) grad_scale = std::max(grad_scale, std::abs(static_cast<double>(g)));
     for (index_t i = 0; i < 4; ++i) {
         DISTILL_CHECK_CLOSE(loss[static_cast<std::size_t>(3 * i)], expected.loss[static_cast<std::size_t>(i)], rtol, 0);
         for (index_t k = 0; k < 5; ++k)
-            DISTILL_CHECK_CLOSE(grad_cm[static_cast<std::size_t>(k * 4 + i)], expected.grad[static_cast<std::size_t>(i * 5 + k)], rtol, 1e-30);
+            DISTILL_CHECK_CLOSE(grad_cm[static_cast<std::size_t>(k * 4 + i)], expected.grad[static_cast<std::size_t>(i * 5 + k)], rtol,
+                                rtol * grad_scale);
     }
     // The gaps of the strided loss are not written.
     for (std::size_t j = 0; j < loss.size(); ++j)
         if (j % 3 != 0) CHECK(loss[j] == T(-1));
-    DISTILL_CHECK_CLOSE(grad_t, expected.grad_temperature[0], rtol, 0);
+    DISTILL_CHECK_CLOSE(grad_t, expected.grad_temperature[0], 4 * rtol, 0);
 }
 
 // ----------------------------------------------------------------------------------------- errors

@@ -56,6 +56,19 @@ inline void check_method_error(const char* method, const distill::status& s, dis
     for (const char* f : fragments) CHECK_MESSAGE(contains(s.message(), f), "missing fragment: ", f);
 }
 
+/// a and b are the same value up to a few units in the last place. Two computations of one
+/// quantity along different code paths (a strided and a contiguous layout) are bitwise equal
+/// without FMA contraction, and within a few ulp with it (GCC contracts a * b + c under
+/// -march=native), so layout tests compare with this instead of ==.
+/// `magnitude` is the size of the quantity's typical entries (a gradient entry that is a small
+/// difference ps - pt carries the rounding of ps and pt, not of itself).
+template <class T>
+bool same_value(T a, T b, double magnitude = 0) {
+    const double scale =
+        std::max({1e-30, magnitude, std::abs(static_cast<double>(a)), std::abs(static_cast<double>(b))});
+    return std::abs(static_cast<double>(a) - static_cast<double>(b)) <= 16 * std::numeric_limits<T>::epsilon() * scale;
+}
+
 /// check_method_error for kd.
 inline void check_error(const distill::status& s, distill::errc code, distill::error_kind kind, const char* argument,
                         std::initializer_list<const char*> fragments) {

@@ -237,6 +237,36 @@ DISTILL_FORCE_INLINE float_pack log1p(float_pack x) noexcept {
 }
 #endif
 
+/// a * b rounded to T, never fused into a following addition (FMA contraction, on by default in
+/// GCC with -march=native and in nvcc): for values that must compare bitwise equal when their
+/// inputs are, such as ps and pt of equal rows where tvd's |pt - ps| has its tie.
+template <class T>
+DISTILL_HD DISTILL_FORCE_INLINE T rounded_product(T a, T b) noexcept {
+#if defined(__CUDA_ARCH__)
+    if constexpr (sizeof(T) == 4) return __fmul_rn(a, b);
+    else return __dmul_rn(a, b);
+#else
+    T p = a * b;
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    __asm__("" : "+x"(p));  // the product leaves the optimiser's sight: it is rounded here
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+    __asm__("" : "+w"(p));
+#endif
+    return p;
+#endif
+}
+#if DISTILL_SIMD
+DISTILL_FORCE_INLINE float_pack rounded_product(float_pack a, float_pack b) noexcept {
+    float_pack p = a * b;
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__("" : "+v"(p.v));
+#elif defined(__aarch64__)
+    __asm__("" : "+w"(p.v));
+#endif
+    return p;
+}
+#endif
+
 /// Hints that the cache line at p will be read soon (the next row, while this one is computed).
 template <class T>
 DISTILL_HD inline void prefetch(const T* p) noexcept {

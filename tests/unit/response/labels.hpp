@@ -491,12 +491,14 @@ TEST_CASE_TEMPLATE("dkd: KD = TCKD + (1 - p^t_y) NCKD at the same temperature, l
     }
 }
 
-TEST_CASE_TEMPLATE("dkd: at C = 2 NCKD is exactly 0 and dkd (alpha 1) is kd", T, float, double) {
+TEST_CASE_TEMPLATE("dkd: at C = 2 NCKD is 0 and dkd (alpha 1) is kd", T, float, double) {
     const auto p = labelled<T>(5, 2, 223, false);
     const auto nckd = run_ok(p, distill::dkd_options{3.0, reduction::none, -100, 0.0, 1.0});
-    for (T v : nckd.loss) CHECK(v == T(0));
-    for (T g : nckd.grad) CHECK(g == T(0));
-    CHECK(nckd.grad_temperature[0] == T(0));
+    // Exactly 0 without FMA contraction; rounding-level with it (s/T - max fused into one FMA).
+    const T zero_tol = 64 * std::numeric_limits<T>::epsilon();
+    for (T v : nckd.loss) CHECK(std::abs(v) <= zero_tol);
+    for (T g : nckd.grad) CHECK(std::abs(g) <= zero_tol);
+    CHECK(std::abs(nckd.grad_temperature[0]) <= zero_tol);
     const auto dkd = run_ok(p, distill::dkd_options{3.0, reduction::none});  // beta 8 changes nothing
     const auto kd = run_ok(p, distill::kd_options{3.0, reduction::none});
     const double rtol = std::is_same_v<T, float> ? 1e-4 : 1e-12;

@@ -19,6 +19,8 @@
 // per-class storage). A term whose probability is 0 contributes 0, never 0 * inf.
 #pragma once
 
+#include <type_traits>
+
 #include "../../detail/math.hpp"
 #include "../../detail/simd.hpp"
 #include "driver.hpp"
@@ -123,6 +125,13 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
     return r;
 }
 
+/// Terms whose value or derivatives jump where ps == pt (tvd's |pt - ps|) declare
+/// `static constexpr bool exact_ties = true`: equal rows must then give bitwise equal ps and pt.
+template <class Terms, class = void>
+inline constexpr bool exact_ties_v = false;
+template <class Terms>
+inline constexpr bool exact_ties_v<Terms, std::void_t<decltype(Terms::exact_ties)>> = Terms::exact_ties;
+
 /// The row kernel shared by the divergence methods; Terms maps (ls, lt, ps, pt, ls - lt) to a
 /// divergence_term, for scalars and for SIMD packs alike (branch-free: select, not if).
 template <class T, class Label, class Terms>
@@ -146,10 +155,15 @@ struct divergence_row_kernel {
         const T* t = ctx.teacher.row(i);
         const T inv = inv_tau;
         const auto tempered = [inv](auto x) DISTILL_LAMBDA_INLINE { return x * inv; };
-        // The gradient row holds exp(s' - max_s) from the statistics until the gradient pass.
+        // The gradient row holds exp(s' - max_s) from the statistics until the gradient pass (one exp
+        // per class less), unless the terms need ties between ps and pt to be exact: then both are
+        // recomputed by the same expression and rounded before use (rounded_product), so that no
+        // FMA contraction can tell equal rows apart.
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
         const index_t cg = ctx.grad.col_stride;
-        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered, g, cg);
+        T* const student_exp = exact_ties_v<Terms> ? nullptr : g;
+        const softmax_pair_stats<T> st =
+            softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered, student_exp, cg);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
 
         // One block of classes: max-shifted logits, probabilities and terms.
@@ -164,8 +178,14 @@ struct divergence_row_kernel {
             const V ls = e.ds - st.log_sum_s, lt = e.dt - st.log_sum_t;
             // ps and pt by the same arithmetic, so that equal rows give exactly equal probabilities
             // (tvd's subgradient at a tie is 0).
-            e.ps = (g ? load_lanes<V>(g + c * cg, cg, count, T(0)) : exp_nonpositive(e.ds)) * V(st.inv_sum_s);
-            e.pt = exp_nonpositive(e.dt) * V(st.inv_sum_t);
+            if constexpr (exact_ties_v<Terms>) {
+                e.ps = rounded_product(exp_nonpositive(e.ds), V(st.inv_sum_s));
+                e.pt = rounded_product(exp_nonpositive(e.dt), V(st.inv_sum_t));
+            } else {
+                e.ps = (student_exp ? load_lanes<V>(student_exp + c * cg, cg, count, T(0)) : exp_nonpositive(e.ds)) *
+                       V(st.inv_sum_s);
+                e.pt = exp_nonpositive(e.dt) * V(st.inv_sum_t);
+            }
             e.f = terms(ls, lt, e.ps, e.pt, (e.ds - e.dt) + st.log_ratio);
             return e;
         };
