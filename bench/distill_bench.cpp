@@ -24,6 +24,7 @@
 #include <omp.h>
 
 #if DISTILL_BENCH_HAS_TORCH
+#include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
 #endif
 
@@ -43,11 +44,13 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #ifndef DISTILL_BENCH_FLAGS
@@ -185,7 +188,7 @@ struct settings {
     std::string markdown_path;
     bool quick = false;
     bool torch = true;
-    bool retain_heap = true;            // malloc keeps freed memory: LibTorch's steps do not page-fault
+    bool torch_caching = true;          // LibTorch on a caching CPU allocator (see torch_block_cache)
     std::vector<int> threads{1, 2};
     std::vector<shape> shapes{std::begin(all_shapes), std::end(all_shapes)};
     std::vector<std::string> methods;   // empty: all
@@ -221,8 +224,9 @@ void print_help() {
         "  --methods LIST      e.g. kd,jsd (default: every case in bench/cases.hpp)\n"
         "  --backends LIST     eigen,thrust_omp (default both)\n"
         "  --no-torch          skip LibTorch even when built with it\n"
-        "  --default-malloc    leave glibc malloc as it is: LibTorch's large temporaries are then mapped\n"
-        "                      and page-faulted afresh in every step (slower LibTorch, much longer runs)\n"
+        "  --torch-default-allocator\n"
+        "                      LibTorch on its own CPU allocator (glibc malloc): its 0.5 GB temporaries are\n"
+        "                      mapped and page-faulted afresh in every step (slower LibTorch, longer runs)\n"
         "  --repetitions N,M   repetitions at the small and the large shapes (default 5,3)");
 }
 
@@ -250,8 +254,8 @@ std::optional<settings> parse(int& argc, char** argv) {
             s.quick = true;
         } else if (arg == "--no-torch") {
             s.torch = false;
-        } else if (arg == "--default-malloc") {
-            s.retain_heap = false;
+        } else if (arg == "--torch-default-allocator") {
+            s.torch_caching = false;
         } else if (arg == "--threads") {
             s.threads.clear();
             for (const auto& t : split(value(), ',')) s.threads.push_back(std::max(1, std::atoi(t.c_str())));
@@ -496,6 +500,76 @@ torch::Tensor torch_loss(const distill::kd_topk_float_options&, const torch_inpu
 
 template <class Options>
 concept has_torch_peer = requires(const Options& o, const torch_inputs& in) { torch_loss(o, in); };
+
+/// LibTorch's CPU allocator returns its 0.5 GB temporaries to glibc, which unmaps them, so every
+/// step page-faults them in afresh: most of LibTorch's time on this VM (9 us per 4 KiB fault),
+/// and a cost that varies run to run. The bench measures LibTorch at its best instead: blocks
+/// freed by a step are kept by size and handed out again to the next step (what PyTorch's CUDA
+/// caching allocator, or jemalloc, does), after one untimed warm-up step. The blocks in use are
+/// counted, so their peak during a step is LibTorch's extra memory.
+struct torch_block_cache {
+    std::mutex mutex;
+    std::unordered_map<void*, std::size_t> size_of;
+    std::unordered_map<std::size_t, std::vector<void*>> free_by_size;
+    std::int64_t in_use = 0, peak = 0;
+
+    void* take(std::size_t n) {
+        const std::lock_guard<std::mutex> lock(mutex);
+        void* p = nullptr;
+        if (auto it = free_by_size.find(n); it != free_by_size.end() && !it->second.empty()) {
+            p = it->second.back();
+            it->second.pop_back();
+        } else {
+            p = std::aligned_alloc(64, std::max<std::size_t>(64, (n + 63) / 64 * 64));
+            if (!p) throw std::bad_alloc();
+            size_of[p] = n;
+        }
+        in_use += static_cast<std::int64_t>(n);
+        peak = std::max(peak, in_use);
+        return p;
+    }
+    void give_back(void* p) {
+        const std::lock_guard<std::mutex> lock(mutex);
+        const std::size_t n = size_of.at(p);
+        free_by_size[n].push_back(p);
+        in_use -= static_cast<std::int64_t>(n);
+    }
+    /// Frees the cached blocks (between shapes: their sizes will not come back).
+    void release_cached() {
+        const std::lock_guard<std::mutex> lock(mutex);
+        for (auto& [n, blocks] : free_by_size)
+            for (void* p : blocks) {
+                size_of.erase(p);
+                std::free(p);
+            }
+        free_by_size.clear();
+    }
+    /// Starts a peak measurement; returns the bytes in use now.
+    std::int64_t begin_peak() {
+        const std::lock_guard<std::mutex> lock(mutex);
+        peak = in_use;
+        return in_use;
+    }
+    std::int64_t peak_now() {
+        const std::lock_guard<std::mutex> lock(mutex);
+        return peak;
+    }
+};
+torch_block_cache torch_cache;
+
+class torch_caching_allocator final : public c10::Allocator {
+public:
+    c10::DataPtr allocate(std::size_t n) const override {
+        void* p = torch_cache.take(n);
+        return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
+    }
+    c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+private:
+    static void release(void* p) {
+        if (p) torch_cache.give_back(p);
+    }
+};
 #endif
 
 // ---------------------------------------------------------------- measurements
@@ -504,6 +578,7 @@ concept has_torch_peer = requires(const Options& o, const torch_inputs& in) { to
 struct measurement {
     std::vector<double> times_ms;  ///< one per repetition (mean of its iterations)
     std::int64_t extra_heap = -1;  ///< peak bytes allocated during the timed calls (-1: not measured)
+    bool warmed_up = false;        ///< the untimed first call was made (LibTorch with the caching allocator)
     std::size_t workspace = 0;     ///< caller-owned workspace the call asked for
     double loss = std::numeric_limits<double>::quiet_NaN();
     std::string error;
@@ -600,7 +675,7 @@ void register_torch(const Case& c, const shape& s, int threads, const settings& 
         configure(
             benchmark::RegisterBenchmark(
                 key.c_str(),
-                [&c, s, threads, m](benchmark::State& state) {
+                [&c, s, threads, m, caching = cfg.torch_caching](benchmark::State& state) {
                     at::set_num_threads(threads);
                     const arrays a = data_for(s).view(top_k_of(c));
                     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
@@ -614,20 +689,33 @@ void register_torch(const Case& c, const shape& s, int threads, const settings& 
                                     torch::from_blob(a.top_index, {n, k}, i64),
                                     torch::from_blob(a.top_logprob, {n, k}, f32)};
                     double loss = 0;
+                    // One training step: a fresh leaf, as after optimizer.zero_grad(set_to_none=True).
+                    auto step = [&] {
+                        in.student = student.detach().requires_grad_(true);
+                        const torch::Tensor value = torch_loss(c.options, in);
+                        value.backward();
+                        benchmark::DoNotOptimize(in.student.grad().data_ptr<float>());
+                        loss = value.item<double>();
+                        in.student = torch::Tensor();
+                    };
                     try {
-                        const heap_count::peak_scope heap;
-                        for (auto _ : state) {
-                            // A fresh leaf per step, as after optimizer.zero_grad(set_to_none=True).
-                            in.student = student.detach().requires_grad_(true);
-                            const torch::Tensor value = torch_loss(c.options, in);
-                            value.backward();
-                            benchmark::DoNotOptimize(in.student.grad().data_ptr<float>());
-                            loss = value.item<double>();
-                            in.student = torch::Tensor();
+                        if (caching) {
+                            // Blocks cached for another shape are of no use: free them first.
+                            static shape cached_shape{};
+                            if (cached_shape != s) {
+                                torch_cache.release_cached();
+                                cached_shape = s;
+                            }
+                            if (!m->warmed_up) step();  // fills the cache; once per benchmark
+                            m->warmed_up = true;
                         }
+                        const std::int64_t cached_base = caching ? torch_cache.begin_peak() : 0;
+                        const heap_count::peak_scope heap;
+                        for (auto _ : state) step();
                         // The gradient LibTorch allocates is the output distill writes into caller memory.
                         const auto grad_bytes = static_cast<std::int64_t>(s.elements() * sizeof(float));
-                        m->extra_heap = std::max(m->extra_heap, std::max<std::int64_t>(0, heap.extra() - grad_bytes));
+                        const std::int64_t tensors = caching ? torch_cache.peak_now() - cached_base : 0;
+                        m->extra_heap = std::max(m->extra_heap, std::max<std::int64_t>(0, heap.extra() + tensors - grad_bytes));
                     } catch (const std::exception& e) {
                         state.SkipWithError(e.what());
                         return;
@@ -673,6 +761,7 @@ struct record {
     std::size_t workspace = 0;
     double loss = NAN, libtorch_loss = NAN;
     int repetitions = 0;
+    std::vector<double> times_ms, libtorch_times_ms;  ///< every repetition, in run order
     std::string error;
 
     double gbps() const { return bytes / (median_ms * 1e-3) / 1e9; }
@@ -701,6 +790,7 @@ std::vector<record> collect(const settings& cfg) {
                     r.workspace = m.workspace;
                     r.loss = m.loss;
                     r.repetitions = static_cast<int>(m.times_ms.size());
+                    r.times_ms = m.times_ms;
                     r.error = m.error;
                     if (const auto p = measurements.find(probe_key(s, threads)); p != measurements.end() && p->second.measured()) {
                         r.probe_gbps = probe_bytes(s) / (p->second.median_ms() * 1e-3) / 1e9;
@@ -711,6 +801,7 @@ std::vector<record> collect(const settings& cfg) {
                         r.libtorch_ms = t->second.median_ms();
                         r.libtorch_extra_heap = t->second.extra_heap;
                         r.libtorch_loss = t->second.loss;
+                        r.libtorch_times_ms = t->second.times_ms;
                     }
                     out.push_back(r);
                 }
@@ -886,6 +977,12 @@ std::string json_string(const std::string& s) {
     return out + "\"";
 }
 
+std::string json_array(const std::vector<double>& values) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + json_number(values[i]);
+    return out + "]";
+}
+
 std::string cpu_model() {
     std::ifstream in("/proc/cpuinfo");
     for (std::string line; std::getline(in, line);)
@@ -922,7 +1019,10 @@ void write_json(const std::string& path, const std::vector<record>& records, con
     out << "    \"run_seconds\": " << json_number(load.wall_s) << ",\n";
     out << "    \"other_processes_cores\": " << json_number(load.other_cores) << ",\n";
     out << "    \"steal_cores\": " << json_number(load.steal_cores) << ",\n";
-    out << "    \"libtorch_malloc\": " << json_string(cfg.retain_heap ? "glibc, freed memory retained (M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)" : "glibc defaults") << ",\n";
+    out << "    \"libtorch_allocator\": "
+        << json_string(cfg.torch_caching ? "caching (freed blocks reused by size; warm-up step before timing)"
+                                         : "LibTorch default (glibc malloc)")
+        << ",\n";
     out << "    \"quick\": " << (cfg.quick ? "true" : "false") << ",\n";
     out << "    \"repetitions\": {\"small\": " << cfg.small_repetitions << ", \"large\": " << cfg.large_repetitions << "},\n";
 #if DISTILL_BENCH_COUNTS_MALLOC
@@ -946,7 +1046,8 @@ void write_json(const std::string& path, const std::vector<record>& records, con
             << ", \"extra_heap_bytes\": " << (r.extra_heap < 0 ? std::string("null") : std::to_string(r.extra_heap))
             << ", \"workspace_bytes\": " << r.workspace << ", \"libtorch_extra_heap_bytes\": "
             << (r.libtorch_extra_heap < 0 ? std::string("null") : std::to_string(r.libtorch_extra_heap))
-            << ", \"loss\": " << json_number(r.loss) << ", \"libtorch_loss\": " << json_number(r.libtorch_loss);
+            << ", \"loss\": " << json_number(r.loss) << ", \"libtorch_loss\": " << json_number(r.libtorch_loss)
+            << ", \"times_ms\": " << json_array(r.times_ms) << ", \"libtorch_times_ms\": " << json_array(r.libtorch_times_ms);
         if (!r.error.empty()) out << ", \"error\": " << json_string(r.error);
         out << "}" << (i + 1 < records.size() ? "," : "") << "\n";
     }
@@ -970,7 +1071,7 @@ void write_markdown(const std::string& path, const std::vector<record>& records,
     out << "Measured on " << cpu_model() << " (" << sysconf(_SC_NPROCESSORS_ONLN) << " cores), g++ " << __VERSION__
         << " `" << DISTILL_BENCH_FLAGS << "`, float32"
 #if DISTILL_BENCH_HAS_TORCH
-        << ", LibTorch " << TORCH_VERSION << (cfg.retain_heap ? " (malloc retaining freed memory)" : " (glibc malloc defaults)")
+        << ", LibTorch " << TORCH_VERSION << (cfg.torch_caching ? " (caching CPU allocator)" : " (default CPU allocator)")
 #endif
         << (cfg.quick ? ", --quick" : "") << ". Run time " << number(load.wall_s, "%.0f") << " s; other processes kept "
         << number(load.other_cores, "%.2f") << " cores busy on average.\n\n";
@@ -1009,15 +1110,9 @@ int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
 
-#if defined(__GLIBC__)
-    if (cfg.retain_heap) {
-        // LibTorch's CPU allocator returns its 0.5 GB temporaries to glibc, which unmaps them, so
-        // every step page-faults them in afresh (most of LibTorch's time on this VM). Keeping
-        // freed memory in the heap (no mmap, no trim) is LibTorch's best case, as under jemalloc
-        // or tcmalloc; distill's run step allocates nothing, so it is unaffected either way.
-        mallopt(M_MMAP_MAX, 0);
-        mallopt(M_TRIM_THRESHOLD, -1);
-    }
+#if DISTILL_BENCH_HAS_TORCH
+    // c10 keeps the pointer for the life of the process.
+    if (cfg.torch && cfg.torch_caching) c10::SetCPUAllocator(new torch_caching_allocator, 1);
 #endif
     [[maybe_unused]] bool torch = cfg.torch;
 #if !DISTILL_BENCH_HAS_TORCH
