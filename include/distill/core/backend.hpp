@@ -113,6 +113,11 @@ struct cpu_backend {
     static constexpr bool is_nothrow = true;
     /// Threads for the row loops (used only when compiled with OpenMP; 1 runs on the caller).
     int threads = 1;
+    /// Rows per thread below which a loop stays on the calling thread: waking a thread team
+    /// costs more than a few short rows.
+    static constexpr index_t min_rows_per_thread = 64;
+
+    bool parallel(index_t n) const noexcept { return threads > 1 && n >= min_rows_per_thread * threads; }
 
     /// op-reduction of f(i) over i in [0, n), starting from init.
     template <class R, class F, class Op>
@@ -125,7 +130,7 @@ struct cpu_backend {
     template <class F>
     void for_each(index_t n, const F& f) const noexcept {
 #if defined(_OPENMP)
-        if (threads > 1) {
+        if (parallel(n)) {
 #pragma omp parallel for schedule(static) num_threads(threads)
             for (index_t i = 0; i < n; ++i) f(i);
             return;
@@ -152,7 +157,7 @@ struct cpu_backend {
             sum = sum + r;
         };
 #if defined(_OPENMP)
-        if (threads > 1) {
+        if (parallel(n)) {
 #pragma omp parallel num_threads(threads)
             {
                 row_result<T> partial{};

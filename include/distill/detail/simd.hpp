@@ -13,6 +13,7 @@
 // the scalar kernels.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -97,8 +98,9 @@ struct float_pack {
     /// `count` (<= width) elements from p with the given stride; the other lanes hold `fill`.
     static float_pack load(const float* p, std::int64_t stride, int count, float fill) noexcept {
         float_pack r(fill);
-        if (stride == 1 && count == width) {
-            std::memcpy(&r.v, p, sizeof r.v);
+        if (stride == 1) {
+            if (count == width) std::memcpy(&r.v, p, sizeof r.v);
+            else std::memcpy(&r.v, p, static_cast<std::size_t>(count) * sizeof(float));  // a row's last pack
         } else {
             for (int k = 0; k < count; ++k) r.v[k] = p[k * stride];
         }
@@ -106,8 +108,9 @@ struct float_pack {
     }
     /// Writes the first `count` lanes to p with the given stride.
     void store(float* p, std::int64_t stride, int count) const noexcept {
-        if (stride == 1 && count == width) {
-            std::memcpy(p, &v, sizeof v);
+        if (stride == 1) {
+            if (count == width) std::memcpy(p, &v, sizeof v);
+            else std::memcpy(p, &v, static_cast<std::size_t>(count) * sizeof(float));
         } else {
             for (int k = 0; k < count; ++k) p[k * stride] = v[k];
         }
