@@ -1,9 +1,7 @@
 // tests/unit/thrust_response_test.cpp: parity of the Thrust backend (OMP device system) with the
 // CPU backend for the response methods other than kd, and their errors through device memory.
 // Each family's tests live in parity/<family>.hpp.
-#include "test_support.hpp"
-
-#include <distill/thrust.hpp>
+#include "thrust_support.hpp"
 
 #include "parity/divergences.hpp"
 #include "parity/labels.hpp"

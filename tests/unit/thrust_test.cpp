@@ -4,9 +4,7 @@
 // so "device" memory is host memory run by OpenMP threads: the same source that runs on
 // CUDA under nvcc. Checks the device adapters, parity of the Thrust backend with the CPU
 // backend, and that errors found in device memory are reported and leave outputs alone.
-#include "test_support.hpp"
-
-#include <distill/thrust.hpp>
+#include "thrust_support.hpp"
 
 #include <thrust/copy.h>
 #include <thrust/host_vector.h>
@@ -41,38 +39,7 @@ static_assert(!distill::backend_object<thrust::device_vector<float>>);
 
 namespace {
 
-template <class T>
-std::vector<T> to_host(const thrust::device_vector<T>& d) {
-    const thrust::host_vector<T> h = d;
-    return std::vector<T>(h.begin(), h.end());
-}
-template <class T>
-std::vector<T> to_host(const distill::tensor<T, device_space>& t) {
-    return to_host(t.storage_object());
-}
-template <class T>
-std::vector<T> to_host(const distill::tensor<T>& t) {
-    return std::vector<T>(t.data(), t.data() + t.size());
-}
 
-/// A host problem copied to device memory.
-template <class T>
-struct device_problem {
-    const host_problem<T>& host;
-    thrust::device_vector<T> student, teacher, weight;
-    thrust::device_vector<std::int64_t> labels;
-
-    explicit device_problem(const host_problem<T>& h)
-        : host(h), student(h.student), teacher(h.teacher), weight(h.weight), labels(h.labels) {}
-
-    distill::response_args<T, device_space> args() const {
-        distill::response_args<T, device_space> a{distill::as_matrix(student, host.n, host.c),
-                                                  distill::as_matrix(teacher, host.n, host.c)};
-        if (host.use_labels) a.labels = distill::as_view(labels);
-        if (host.use_weight) a.weight = distill::as_view(weight);
-        return a;
-    }
-};
 
 /// Device outputs pre-filled with a sentinel.
 template <class T>
@@ -88,7 +55,7 @@ struct device_outputs {
     }
     bool untouched() const {
         for (const auto* v : {&loss, &grad, &grad_temperature})
-            for (T x : to_host(*v))
+            for (T x : host_copy(*v))
                 if (x != host_outputs<T>::sentinel) return false;
         return true;
     }
@@ -102,8 +69,8 @@ void check_parity(const DeviceResult& dev, const HostResult& cpu, index_t n) {
     REQUIRE(dev.status.ok());
     DISTILL_CHECK_CLOSE(dev.loss, cpu.loss, rtol, 1e-30);
     DISTILL_CHECK_CLOSE(dev.grad_temperature, cpu.grad_temperature, rtol, rtol * static_cast<double>(n));
-    check_all_close(to_host(dev.grad_student), to_host(cpu.grad_student), rtol, 1e-30);
-    check_all_close(to_host(dev.row_losses), to_host(cpu.row_losses), rtol, 1e-30);
+    check_all_close(host_copy(dev.grad_student), host_copy(cpu.grad_student), rtol, 1e-30);
+    check_all_close(host_copy(dev.row_losses), host_copy(cpu.row_losses), rtol, 1e-30);
 }
 
 }  // namespace
@@ -143,7 +110,7 @@ TEST_CASE_TEMPLATE("thrust: device_vector, device_ptr and distill::tensor adapt 
     CHECK(t.size() == 6);
     CHECK(distill::as_view(t).stride(0) == 3);
     CHECK(distill::as_view(t).data() == thrust::raw_pointer_cast(t.storage_object().data()));
-    for (T x : to_host(t)) CHECK(x == T(0));
+    for (T x : host_copy(t)) CHECK(x == T(0));
 }
 
 TEST_CASE_TEMPLATE("thrust: the device backend matches the CPU backend", T, float, double) {
@@ -205,7 +172,7 @@ TEST_CASE_TEMPLATE("thrust: run (kd) with caller workspace writes the CPU result
         INFO(s.message());
         REQUIRE(s.ok());
         const double rtol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
-        const auto loss = to_host(d.loss), grad = to_host(d.grad), grad_t = to_host(d.grad_temperature);
+        const auto loss = host_copy(d.loss), grad = host_copy(d.grad), grad_t = host_copy(d.grad_temperature);
         check_all_close(loss, ho.loss, rtol, 1e-30);
         check_all_close(grad, ho.grad, rtol, 1e-30);
         DISTILL_CHECK_CLOSE(grad_t[0], ho.grad_temperature[0], rtol, 1e-30);
@@ -231,7 +198,7 @@ TEST_CASE("thrust: workspace sizes") {
     auto none_views = none_out.views(17, 3);
     none_views.grad_temperature = {};
     CHECK(distill::run(backend, distill::kd_options{1.0, reduction::none}, dp.args(), none_views).ok());
-    CHECK(to_host(none_out.loss)[0] != host_outputs<float>::sentinel);
+    CHECK(host_copy(none_out.loss)[0] != host_outputs<float>::sentinel);
 }
 
 TEST_CASE_TEMPLATE("thrust: errors found in device memory are reported and nothing is written", T, float, double) {
@@ -312,10 +279,10 @@ TEST_CASE_TEMPLATE("thrust: usage errors on the device path", T, float, double) 
     SUBCASE("grad_student aliasing the student") {
         auto aliased = outs;
         aliased.grad_student = distill::as_matrix(dp.student, 4, 5);
-        const auto before = to_host(dp.student);
+        const auto before = host_copy(dp.student);
         check_error(distill::run(backend, opts, dp.args(), aliased, distill::workspace{scratch_data, need}),
                     errc::aliasing, error_kind::usage, "grad_student", {"grad_student", "student"});
-        CHECK(to_host(dp.student) == before);
+        CHECK(host_copy(dp.student) == before);
         CHECK(d.untouched());
     }
     SUBCASE("a teacher of another shape") {

@@ -26,19 +26,6 @@ using distill::device_space;
 using distill::index_t;
 using namespace distill_test;
 
-template <class T>
-std::vector<T> host_copy(const thrust::device_vector<T>& d) {
-    const thrust::host_vector<T> h = d;
-    return std::vector<T>(h.begin(), h.end());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T, device_space>& t) {
-    return host_copy(t.storage_object());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T>& t) {
-    return std::vector<T>(t.data(), t.data() + t.size());
-}
 
 /// A Thrust result against the CPU one: the gradient to rounding (relative to its largest entry),
 /// the loss and d/dT to the reordering of sums over N rows and C columns.

@@ -23,38 +23,7 @@ using distill::error_kind;
 using distill::index_t;
 using distill::reduction;
 
-template <class T>
-std::vector<T> host_copy(const thrust::device_vector<T>& d) {
-    const thrust::host_vector<T> h = d;
-    return std::vector<T>(h.begin(), h.end());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T, device_space>& t) {
-    return host_copy(t.storage_object());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T>& t) {
-    return std::vector<T>(t.data(), t.data() + t.size());
-}
 
-/// A host problem copied to device memory.
-template <class T>
-struct device_copy {
-    const host_problem<T>& host;
-    thrust::device_vector<T> student, teacher, weight;
-    thrust::device_vector<std::int64_t> labels;
-
-    explicit device_copy(const host_problem<T>& h)
-        : host(h), student(h.student), teacher(h.teacher), weight(h.weight), labels(h.labels) {}
-
-    distill::response_args<T, device_space> args() const {
-        distill::response_args<T, device_space> a{distill::as_matrix(student, host.n, host.c),
-                                                  distill::as_matrix(teacher, host.n, host.c)};
-        if (host.use_labels) a.labels = distill::as_view(labels);
-        if (host.use_weight) a.weight = distill::as_view(weight);
-        return a;
-    }
-};
 
 /// The device result matches the CPU one: per-row values to rounding, sums over the n rows to
 /// reordering (d/dT sums terms of both signs, so its allowance is absolute, per row).
@@ -73,7 +42,7 @@ void check_parity(const DeviceResult& dev, const HostResult& cpu, index_t n) {
 /// under OpenMP: all agree.
 template <class T, class Loss, class Options>
 void check_method_parity(const Loss& loss, const Options& opts, const host_problem<T>& hp) {
-    const device_copy<T> dp(hp);
+    const device_problem<T> dp(hp);
     const auto ha = hp.args();
     const auto da = dp.args();
     const auto cpu = loss(ha.student, ha.teacher, ha.labels, ha.weight, opts);
@@ -132,7 +101,7 @@ TEST_CASE_TEMPLATE("divergences (thrust): run with caller workspace writes the C
                    float, double) {
     host_problem<T> hp(9, 11, 401);
     hp.with_labels({3}).with_weight();
-    const device_copy<T> dp(hp);
+    const device_problem<T> dp(hp);
     for (reduction red : {reduction::batchmean, reduction::sum, reduction::none}) {
         const distill::jsd_options opts{2.0, red, -100, 0.4};
         host_outputs<T> ho(red, 9, 11);
@@ -157,7 +126,7 @@ TEST_CASE_TEMPLATE("divergences (thrust): errors found in device memory are repo
     host_problem<T> hp(4, 6, 421);
     hp.with_labels().with_weight();
     hp.weight[2] = T(-1);  // read back from device memory by the check step
-    const device_copy<T> dp(hp);
+    const device_problem<T> dp(hp);
     thrust::device_vector<T> loss(1, host_outputs<T>::sentinel), grad(24, host_outputs<T>::sentinel),
         grad_t(1, host_outputs<T>::sentinel);
     const distill::response_outputs<T, device_space> outs{distill::as_view(loss), distill::as_matrix(grad, 4, 6),
@@ -173,7 +142,7 @@ TEST_CASE_TEMPLATE("divergences (thrust): errors found in device memory are repo
     CHECK(untouched());
     // A parameter rule, before anything is read on the device.
     host_problem<T> good(4, 6, 421);
-    const device_copy<T> dg(good);
+    const device_problem<T> dg(good);
     check_method_error("jsd", distill::run(distill::jsd_options{.beta = 1.0}, dg.args(), outs),
                        errc::invalid_parameter, error_kind::value, "beta", {"beta = "});
     CHECK(untouched());

@@ -26,19 +26,6 @@ using namespace distill_test;
 
 inline std::size_t at(index_t i) { return static_cast<std::size_t>(i); }
 
-template <class T>
-std::vector<T> host_copy(const thrust::device_vector<T>& d) {
-    const thrust::host_vector<T> h = d;
-    return std::vector<T>(h.begin(), h.end());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T, device_space>& t) {
-    return host_copy(t.storage_object());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T>& t) {
-    return std::vector<T>(t.data(), t.data() + t.size());
-}
 
 /// Inputs on the host: random student logits, k distinct random ids per row (a partial
 /// Fisher-Yates draw over the vocabulary) and stored log-probabilities in [-9, -0.25).

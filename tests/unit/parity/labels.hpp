@@ -21,38 +21,7 @@ using distill::error_kind;
 using distill::index_t;
 using distill::reduction;
 
-template <class T>
-std::vector<T> host_copy(const thrust::device_vector<T>& d) {
-    const thrust::host_vector<T> h = d;
-    return std::vector<T>(h.begin(), h.end());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T, device_space>& t) {
-    return host_copy(t.storage_object());
-}
-template <class T>
-std::vector<T> host_copy(const distill::tensor<T>& t) {
-    return std::vector<T>(t.data(), t.data() + t.size());
-}
 
-/// A host problem copied to device memory.
-template <class T>
-struct device_copy {
-    const host_problem<T>& host;
-    thrust::device_vector<T> student, teacher, weight;
-    thrust::device_vector<std::int64_t> labels;
-
-    explicit device_copy(const host_problem<T>& h)
-        : host(h), student(h.student), teacher(h.teacher), weight(h.weight), labels(h.labels) {}
-
-    distill::response_args<T, device_space> args() const {
-        distill::response_args<T, device_space> a{distill::as_matrix(student, host.n, host.c),
-                                                  distill::as_matrix(teacher, host.n, host.c)};
-        if (host.use_labels) a.labels = distill::as_view(labels);
-        if (host.use_weight) a.weight = distill::as_view(weight);
-        return a;
-    }
-};
 
 /// The convenience object of each method, on either memory space.
 template <class T, class Space>
@@ -97,7 +66,7 @@ int check_parity_over_shapes(Configure&& configure) {
                 if (extras && n > 1) hp.with_labels({n / 2}).with_weight();
                 else if (extras) hp.with_labels().with_weight();
                 else hp.with_labels();
-                const device_copy<T> dp(hp);
+                const device_problem<T> dp(hp);
                 Options opts{};
                 opts.reduce = red;
                 configure(opts);
@@ -150,7 +119,7 @@ TEST_CASE_TEMPLATE("ce and dkd: a label out of range in device memory is reporte
     host_problem<T> hp(4, 5, 513);
     hp.with_labels().with_weight();
     hp.labels[2] = 5;
-    const device_copy<T> dp(hp);
+    const device_problem<T> dp(hp);
     auto expect_error = [&](const auto& opts, const distill::response_args<T, device_space>& args, const char* method) {
         thrust::device_vector<T> loss(1, host_outputs<T>::sentinel), grad(20, host_outputs<T>::sentinel),
             grad_t(1, host_outputs<T>::sentinel), scratch(8);
