@@ -270,16 +270,6 @@ DISTILL_FORCE_INLINE float_pack rounded_product(float_pack a, float_pack b) noex
 }
 #endif
 
-/// Hints that the cache line at p will be read soon (the next row, while this one is computed).
-template <class T>
-DISTILL_HD inline void prefetch(const T* p) noexcept {
-#if DISTILL_SIMD
-    __builtin_prefetch(p, 0, 3);
-#else
-    (void)p;
-#endif
-}
-
 /// The value type a row kernel on T runs with on this compilation target: float_pack for float
 /// where SIMD exists, else T itself.
 template <class T>

@@ -14,9 +14,10 @@
 //     dL_i / d T          = w_i [2T sum phi - T (sum_c (a_c - ps_c A) s_c + sum_c (b_c - pt_c B) t_c)]
 //
 // with B = sum_j b_j; s and t may be shifted by any constant per row (the bracketed sums
-// are invariant), which keeps them small. Three passes over a row: online max and sum-exp,
-// then loss, A, B and the d/dT sums, then the gradient row (recomputing the terms; no
-// per-class storage). A term whose probability is 0 contributes 0, never 0 * inf.
+// are invariant), which keeps them small. Four reads of a row: maxima; sums of exp (which
+// leave exp(s - max_s) in the gradient row); loss, A, B and the d/dT sums; the gradient row
+// (recomputing the terms; no per-class storage). A term whose probability is 0 contributes 0,
+// never 0 * inf.
 #pragma once
 
 #include <type_traits>
@@ -80,14 +81,6 @@ struct softmax_pair_stats {
     T max_s, max_t, log_sum_s, log_sum_t, log_ratio;
     T inv_sum_s, inv_sum_t;  ///< ps = exp(s - max_s) * inv_sum_s, pt = exp(t - max_t) * inv_sum_t
 };
-
-/// Prefetches row i + 1 of a matrix while row i is computed, one cache line (16 floats) per call:
-/// the row kernels call it once per block of their last pass, so the next row's first pass reads
-/// from cache and memory traffic overlaps with the exp-bound passes.
-template <class T>
-DISTILL_HD inline void prefetch_next_row(const matrix_ref<const T>& m, index_t i, index_t c) noexcept {
-    if (i + 1 < m.rows && m.col_stride == 1) prefetch(m.row(i + 1) + c);
-}
 
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
 /// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When

@@ -19,12 +19,12 @@
 //     dL_i/dT = w_i [2T KL_i - T (sum_c (ps_c - pt_c) s_c + sum_c pt_c (lt_c - ls_c - KL_i) t_c)]
 // and through the standardization's Jacobian when standardize is on.
 //
-// Cost: O(N C) time, O(1) extra memory per row, no N x C temporaries. A row is
-// read twice: once for the online max / sum-exp of student and teacher, once to
-// form probabilities, the loss and the gradient (plus two reads for the moments
-// and one more gradient pass when standardize is on). Masked (-inf) logits are
-// probability 0: a -inf teacher entry contributes nothing; a -inf student entry
-// where the teacher has mass makes the loss +inf.
+// Cost: O(N C) time, O(1) extra memory per row, no N x C temporaries. A row is read three
+// times (maxima; sums of exp, which also leave exp(s - max_s) in the gradient row; loss,
+// gradient and d/dT), twice more with standardize (moments) and once more for its gradient;
+// after the first read the row is in cache. Three exp per class. Masked (-inf) logits are
+// probability 0: a -inf teacher entry contributes nothing; a -inf student entry where the
+// teacher has mass makes the loss +inf.
 #pragma once
 
 #include <cstdint>
@@ -119,8 +119,6 @@ struct kd_row_kernel {
         V kl = V(0), centred_s = V(0), centred_t = V(0), teacher_mean = V(0), grad_dot_u = V(0);
         for (index_t c = 0; c < cols; c += lanes) {
             const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
-            prefetch_next_row(ctx.student, i, c);
-            prefetch_next_row(ctx.teacher, i, c);
             const V x = load_lanes<V>(s + c * cs, cs, count, pad);
             const V ds = fs(x) - st.max_s, dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - st.max_t;
             // ps and pt by the same arithmetic: equal rows give exactly equal probabilities.
