@@ -65,8 +65,28 @@ auto output_vector(T* p, index_t n) {
 
 /// A row-wise response method: student and teacher logits (and labels when the method needs
 /// them) in; the batchmean loss and d loss / d student out.
+/// The workspace query and the run step of a case, from its with_call (which builds the call's
+/// arguments and outputs over the arrays) and its options.
+template <class Case>
+struct case_calls {
+    template <class Memory, class Backend>
+    std::size_t workspace_bytes(const Backend& backend, const arrays& a) const {
+        const Case& self = static_cast<const Case&>(*this);
+        return self.template with_call<Memory>(a, [&](const auto& args, const auto& outs) {
+            return distill::workspace_bytes(backend, self.options, args, outs);
+        });
+    }
+    template <class Memory, class Backend>
+    distill::status run(const Backend& backend, const arrays& a, distill::workspace ws) const {
+        const Case& self = static_cast<const Case&>(*this);
+        return self.template with_call<Memory>(a, [&](const auto& args, const auto& outs) {
+            return distill::run(backend, self.options, args, outs, ws);
+        });
+    }
+};
+
 template <class Options>
-struct response_case {
+struct response_case : case_calls<response_case<Options>> {
     const char* name;
     Options options;
     bool with_labels = false;
@@ -90,24 +110,12 @@ struct response_case {
                                                            output_view<Memory>(a.grad, n, c)};
         return f(args, outs);
     }
-    template <class Memory, class Backend>
-    std::size_t workspace_bytes(const Backend& backend, const arrays& a) const {
-        return with_call<Memory>(a, [&](const auto& args, const auto& outs) {
-            return distill::workspace_bytes(backend, options, args, outs);
-        });
-    }
-    template <class Memory, class Backend>
-    distill::status run(const Backend& backend, const arrays& a, distill::workspace ws) const {
-        return with_call<Memory>(a, [&](const auto& args, const auto& outs) {
-            return distill::run(backend, options, args, outs, ws);
-        });
-    }
 };
 
 /// kd_topk: N x V student logits and the teacher's N x k ids and log-probabilities in; the
 /// batchmean loss and the N x V student gradient out.
 template <class Options>
-struct topk_case {
+struct topk_case : case_calls<topk_case<Options>> {
     const char* name;
     Options options;
     index_t k;
@@ -130,18 +138,6 @@ struct topk_case {
                                                            output_view<Memory>(a.grad, n, c)};
         return f(args, outs);
     }
-    template <class Memory, class Backend>
-    std::size_t workspace_bytes(const Backend& backend, const arrays& a) const {
-        return with_call<Memory>(a, [&](const auto& args, const auto& outs) {
-            return distill::workspace_bytes(backend, options, args, outs);
-        });
-    }
-    template <class Memory, class Backend>
-    distill::status run(const Backend& backend, const arrays& a, distill::workspace ws) const {
-        return with_call<Memory>(a, [&](const auto& args, const auto& outs) {
-            return distill::run(backend, options, args, outs, ws);
-        });
-    }
 };
 
 /// The largest top-k any case uses (the bench allocates the teacher's top-k arrays once).
@@ -151,12 +147,12 @@ inline constexpr index_t max_top_k = 64;
 /// Temperatures: 2 for the divergences (a common KD setting), mdistiller's defaults for dkd,
 /// and T = 1 without renormalisation for kd_topk (verl's stored-log-probability setting).
 inline const auto cases = std::tuple{
-    response_case<distill::kd_float_options>{"kd", {.temperature = 2.0f}},
-    response_case<distill::reverse_kd_float_options>{"reverse_kd", {.temperature = 2.0f}},
-    response_case<distill::jsd_float_options>{"jsd", {.temperature = 2.0f, .beta = 0.5f}},
-    response_case<distill::tvd_float_options>{"tvd", {.temperature = 2.0f}},
-    response_case<distill::dkd_float_options>{"dkd", {.temperature = 4.0f, .alpha = 1.0f, .beta = 8.0f}, true},
-    topk_case<distill::kd_topk_float_options>{"kd_topk", {.temperature = 1.0f}, 64},
+    response_case<distill::kd_float_options>{{}, "kd", {.temperature = 2.0f}},
+    response_case<distill::reverse_kd_float_options>{{}, "reverse_kd", {.temperature = 2.0f}},
+    response_case<distill::jsd_float_options>{{}, "jsd", {.temperature = 2.0f, .beta = 0.5f}},
+    response_case<distill::tvd_float_options>{{}, "tvd", {.temperature = 2.0f}},
+    response_case<distill::dkd_float_options>{{}, "dkd", {.temperature = 4.0f, .alpha = 1.0f, .beta = 8.0f}, true},
+    topk_case<distill::kd_topk_float_options>{{}, "kd_topk", {.temperature = 1.0f}, 64},
 };
 
 /// Calls f(case) for every case of the table, in order.

@@ -14,32 +14,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh
-
-packages=(libbenchmark-dev)
+extra_packages=(libbenchmark-dev)
 if [ -z "${DISTILL_BENCH_NO_TORCH:-}" ]; then
-    packages+=(libtorch-dev)
+    extra_packages+=(libtorch-dev)
 fi
-missing=()
-for package in "${packages[@]}"; do
-    if ! dpkg -s "$package" >/dev/null 2>&1; then
-        missing+=("$package")
-    fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        as_root=()
-    elif command -v sudo >/dev/null 2>&1; then
-        as_root=(sudo)
-    else
-        echo "error: missing packages (${missing[*]}) and neither root nor sudo is available to install them" >&2
-        exit 1
-    fi
-    echo "Installing missing packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    "${as_root[@]}" apt-get update
-    "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
-fi
+./scripts/install-deps.sh "${extra_packages[@]}"
 
 torch_option=()
 if [ -n "${DISTILL_BENCH_NO_TORCH:-}" ]; then

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages distill's build and tests need, and only those that are missing.
-# Runs apt-get as root, or through sudo when available. Used by scripts/test.sh and scripts/demo.sh.
+# Runs apt-get as root, or through sudo when available. Used by scripts/test.sh, scripts/demo.sh
+# and scripts/bench.sh; arguments name extra packages (the benchmark's Google Benchmark, LibTorch).
 set -euo pipefail
 
 # make: the build tool of CMake's default generator (cmake only recommends it).
-packages=(cmake make g++ libeigen3-dev libxtensor-dev doctest-dev libthrust-dev)
+packages=(cmake make g++ libeigen3-dev libxtensor-dev doctest-dev libthrust-dev "$@")
 
 missing=()
 for package in "${packages[@]}"; do
