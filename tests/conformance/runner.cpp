@@ -33,6 +33,8 @@
 #include "methods/skew_reverse_kd.hpp"
 #include "methods/tvd.hpp"
 #include "methods/soft_ce.hpp"
+// feature and relation methods
+#include "methods/sp.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -168,6 +170,8 @@ const method_entry methods[] = {
     entry<skew_reverse_kd_method>(),
     entry<tvd_method>(),
     entry<soft_ce_method>(),
+    // feature and relation methods
+    entry<sp_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {

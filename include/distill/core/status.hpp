@@ -33,6 +33,7 @@ enum class errc : std::uint8_t {
     // usage errors
     aliasing,            ///< an output overlaps an input or another output
     workspace_too_small, ///< the caller's scratch is smaller than the query said
+    unsupported_layout,  ///< strides distill cannot walk (a sample whose dimensions are not contiguous with each other)
 };
 
 enum class error_kind : std::uint8_t { none, shape, value, usage };
@@ -52,7 +53,8 @@ constexpr error_kind kind_of(errc e) noexcept {
         case errc::index_out_of_range:
         case errc::repeated_index: return error_kind::value;
         case errc::aliasing:
-        case errc::workspace_too_small: return error_kind::usage;
+        case errc::workspace_too_small:
+        case errc::unsupported_layout: return error_kind::usage;
     }
     return error_kind::usage;
 }
