@@ -92,6 +92,47 @@ DISTILL_HD constexpr T& entry(const matrix_ref<T>& m, index_t i, index_t j) noex
     return m.data[i * m.row_stride + j * m.col_stride];
 }
 
+// ---------------------------------------------------------------- symmetric passes
+
+/// The square tiles a symmetric N x N pass is cut into: a tile and its mirror fit in L1, so the
+/// transposed accesses do not miss the cache on every element.
+inline constexpr index_t symmetric_tile = 8;  // 32 rows of a power-of-two stride share too few L1 sets
+DISTILL_HD constexpr index_t symmetric_tiles(index_t n) noexcept {
+    const index_t t = (n + symmetric_tile - 1) / symmetric_tile;
+    return t * t;
+}
+
+/// a(i, j) and a(j, i) <- a(i, j) + a(j, i) (square matrix, in place): d(F F^T) needs dG + dG^T.
+/// One call per tile (run it over symmetric_tiles(n)); tile (bi, bj) with bj >= bi owns its
+/// entries with j >= i, so calls never touch the same entry.
+/// With `mirror_only`, a(i, j) <- a(j, i) for j > i instead (fill the upper triangle from the lower).
+template <class T>
+struct symmetrize_kernel {
+    matrix_ref<T> a;
+    bool mirror_only = false;
+    DISTILL_HD void operator()(index_t tile) const noexcept {
+        const index_t per_side = (a.rows + symmetric_tile - 1) / symmetric_tile;
+        const index_t bi = tile / per_side, bj = tile % per_side;
+        if (bj < bi) return;
+        const index_t i_end = (bi + 1) * symmetric_tile < a.rows ? (bi + 1) * symmetric_tile : a.rows;
+        const index_t j_end = (bj + 1) * symmetric_tile < a.rows ? (bj + 1) * symmetric_tile : a.rows;
+        for (index_t i = bi * symmetric_tile; i < i_end; ++i)
+            for (index_t j = bi == bj ? i : bj * symmetric_tile; j < j_end; ++j) {
+                if (mirror_only) {
+                    if (j > i) entry(a, i, j) = entry(a, j, i);
+                    continue;
+                }
+                const T s = entry(a, i, j) + entry(a, j, i);
+                entry(a, i, j) = s;
+                entry(a, j, i) = s;
+            }
+    }
+};
+template <class Backend, class T>
+void symmetrize(const Backend& backend, matrix_ref<T> a) {
+    backend.for_each(symmetric_tiles(a.rows), symmetrize_kernel<T>{a, false});
+}
+
 // ---------------------------------------------------------------- matrix products
 
 /// c(i, j) = alpha * sum_k a(i, k) b(k, j) + beta * c(i, j), one output entry per call.
@@ -117,39 +158,86 @@ void gemm(const Backend& backend, T alpha, matrix_ref<const T> a, matrix_ref<con
     backend.for_each(c.rows * c.cols, gemm_entry_kernel<T>{a, b, c, alpha, beta});
 }
 
+/// Eigen maps with a unit inner stride known at compile time: only those reach Eigen's GEMM
+/// kernels directly (a dynamic inner stride makes Eigen copy the operand into a heap temporary).
 template <class T>
-using eigen_strided_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
-                                     Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+using eigen_row_major_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                                       Eigen::OuterStride<Eigen::Dynamic>>;
 template <class T>
-using eigen_const_strided_map = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
-                                           Eigen::Unaligned, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+using eigen_col_major_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>, Eigen::Unaligned,
+                                       Eigen::OuterStride<Eigen::Dynamic>>;
 
-template <class T>
-eigen_const_strided_map<T> eigen_map(const matrix_ref<const T>& m) noexcept {
-    return {m.data, m.rows, m.cols, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(m.row_stride, m.col_stride)};
-}
-template <class T>
-eigen_strided_map<T> eigen_map(const matrix_ref<T>& m) noexcept {
-    return {m.data, m.rows, m.cols, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(m.row_stride, m.col_stride)};
+/// Calls f with an Eigen map of m (row- or column-contiguous); returns false when m has neither
+/// unit column nor unit row stride (then the caller takes the generic kernel).
+template <class T, class F>
+bool with_eigen_map(const matrix_ref<T>& m, F&& f) {
+    using U = std::remove_const_t<T>;
+    auto* p = const_cast<U*>(m.data);
+    if (m.col_stride == 1 || m.cols == 1) {
+        f(eigen_row_major_map<U>(p, m.rows, m.cols, Eigen::OuterStride<Eigen::Dynamic>(m.rows == 1 ? m.cols : m.row_stride)));
+        return true;
+    }
+    if (m.row_stride == 1 || m.rows == 1) {
+        f(eigen_col_major_map<U>(p, m.rows, m.cols, Eigen::OuterStride<Eigen::Dynamic>(m.cols == 1 ? m.rows : m.col_stride)));
+        return true;
+    }
+    return false;
 }
 
 /// The CPU backend: Eigen's blocked GEMM (vectorised; single-threaded unless the user enables
-/// Eigen's own OpenMP). Eigen packs its operands in blocks on the stack for small products and
-/// on the heap above EIGEN_STACK_ALLOCATION_LIMIT.
+/// Eigen's own OpenMP) when every operand is row- or column-contiguous, the generic kernel
+/// otherwise. Eigen packs its operands in blocks on the stack for small products and on the heap
+/// above EIGEN_STACK_ALLOCATION_LIMIT.
 template <class T>
-void gemm(const cpu_backend&, T alpha, matrix_ref<const T> a, matrix_ref<const T> b, T beta, matrix_ref<T> c) noexcept {
-    auto out = eigen_map(c);
-    if (a.cols == 0) {
-        if (beta == T(0)) out.setZero();
-        else out *= beta;
+void gemm(const cpu_backend& backend, T alpha, matrix_ref<const T> a, matrix_ref<const T> b, T beta, matrix_ref<T> c) noexcept {
+    if (c.rows == 0 || c.cols == 0) return;
+    bool done = false;
+    with_eigen_map(c, [&](auto out) {
+        if (a.cols == 0) {
+            if (beta == T(0)) out.setZero();
+            else out *= beta;
+            done = true;
+            return;
+        }
+        with_eigen_map(a, [&](const auto& lhs) {
+            with_eigen_map(b, [&](const auto& rhs) {
+                if (beta == T(0)) {
+                    out.noalias() = alpha * (lhs * rhs);
+                } else {
+                    out *= beta;
+                    out.noalias() += alpha * (lhs * rhs);
+                }
+                done = true;
+            });
+        });
+    });
+    if (!done) backend.for_each(c.rows * c.cols, gemm_entry_kernel<T>{a, b, c, alpha, beta});
+}
+
+/// G = F F^T (N x N): the Gram matrix of the rows. Generic: a GEMM with the transposed view.
+template <class Backend, class T>
+void gram(const Backend& backend, matrix_ref<const T> f, matrix_ref<T> g) {
+    gemm(backend, T(1), f, transposed(f), T(0), g);
+}
+
+/// The CPU backend: for wide rows, Eigen's symmetric rank-k update (half the flops of the GEMM)
+/// into the lower triangle, mirrored into the upper one; for narrow rows (D < 256) the plain GEMM,
+/// which is faster there. g must be a dense row-major N x N matrix.
+template <class T>
+void gram(const cpu_backend& backend, matrix_ref<const T> f, matrix_ref<T> g) noexcept {
+    const index_t n = f.rows;
+    if (g.col_stride != 1 || g.row_stride != n || n == 0 || f.cols < 256) {
+        gemm(backend, T(1), f, transposed(f), T(0), g);
         return;
     }
-    if (beta == T(0)) {
-        out.noalias() = alpha * (eigen_map(a) * eigen_map(b));
-    } else {
-        out *= beta;
-        out.noalias() += alpha * (eigen_map(a) * eigen_map(b));
+    eigen_row_major_map<T> out(g.data, n, n, Eigen::OuterStride<Eigen::Dynamic>(n));
+    out.setZero();
+    const bool done = with_eigen_map(f, [&](const auto& rows) { out.template selfadjointView<Eigen::Lower>().rankUpdate(rows); });
+    if (!done) {
+        gemm(backend, T(1), f, transposed(f), T(0), g);
+        return;
     }
+    backend.for_each(symmetric_tiles(n), symmetrize_kernel<T>{g, true});
 }
 
 // ---------------------------------------------------------------- small kernels
@@ -166,19 +254,18 @@ void store(const Backend& backend, T* target, T value) {
     backend.for_each(1, store_scalar<T>{target, value});
 }
 
-/// dst = src element by element (same logical shape; any strides).
+/// dst = src element by element (same logical shape; any strides), one call per row.
 template <class T>
 struct copy_matrix_kernel {
     matrix_ref<const T> src;
     matrix_ref<T> dst;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t i = idx / src.cols, j = idx % src.cols;
-        entry(dst, i, j) = entry(src, i, j);
+    DISTILL_HD void operator()(index_t i) const noexcept {
+        for (index_t j = 0; j < src.cols; ++j) entry(dst, i, j) = entry(src, i, j);
     }
 };
 template <class Backend, class T>
 void copy(const Backend& backend, matrix_ref<const T> src, matrix_ref<T> dst) {
-    backend.for_each(src.rows * src.cols, copy_matrix_kernel<T>{src, dst});
+    backend.for_each(src.rows, copy_matrix_kernel<T>{src, dst});
 }
 
 /// The sum of f(i) over [0, n) through the backend.
@@ -189,6 +276,43 @@ T sum_over(const Backend& backend, index_t n, const F& f) {
 
 // ---------------------------------------------------------------- row L2 normalisation
 
+/// sum_j a_j b_j over strided vectors, with four partial sums: a scalar chain of dependent adds
+/// runs at the adder's latency, four chains at its throughput (and the order is fixed, so every
+/// backend sums alike).
+template <class T>
+DISTILL_HD inline T strided_dot(const T* a, index_t stride_a, const T* b, index_t stride_b, index_t n) noexcept {
+    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    index_t j = 0;
+    if (stride_a == 1 && stride_b == 1) {
+        // Contiguous: eight independent sums in two groups of four, which GCC and Clang turn
+        // into vector lanes (the order of the additions stays fixed).
+        T t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        for (; j + 8 <= n; j += 8) {
+            s0 += a[j] * b[j];
+            s1 += a[j + 1] * b[j + 1];
+            s2 += a[j + 2] * b[j + 2];
+            s3 += a[j + 3] * b[j + 3];
+            t0 += a[j + 4] * b[j + 4];
+            t1 += a[j + 5] * b[j + 5];
+            t2 += a[j + 6] * b[j + 6];
+            t3 += a[j + 7] * b[j + 7];
+        }
+        s0 += t0;
+        s1 += t1;
+        s2 += t2;
+        s3 += t3;
+    }
+    for (; j + 4 <= n; j += 4) {
+        s0 += a[j * stride_a] * b[j * stride_b];
+        s1 += a[(j + 1) * stride_a] * b[(j + 1) * stride_b];
+        s2 += a[(j + 2) * stride_a] * b[(j + 2) * stride_b];
+        s3 += a[(j + 3) * stride_a] * b[(j + 3) * stride_b];
+    }
+    for (; j < n; ++j) s0 += a[j * stride_a] * b[j * stride_b];
+    return (s0 + s1) + (s2 + s3);
+}
+
+
 /// y_i = x_i / max(||x_i||, eps) for every row i; norm[i] keeps ||x_i|| for the VJP.
 /// x and y may be the same matrix (in place).
 template <class T>
@@ -198,14 +322,15 @@ struct normalize_rows_kernel {
     T* norm;  ///< may be null
     T eps;
     DISTILL_HD void operator()(index_t i) const noexcept {
-        T sq = 0;
-        for (index_t j = 0; j < x.cols; ++j) {
-            const T v = entry(x, i, j);
-            sq += v * v;
-        }
-        const T n = detail::sqrt(sq);
+        const T* row = x.row(i);
+        const T n = detail::sqrt(strided_dot(row, x.col_stride, row, x.col_stride, x.cols));
         const T inv = T(1) / (n > eps ? n : eps);
-        for (index_t j = 0; j < x.cols; ++j) entry(y, i, j) = entry(x, i, j) * inv;
+        if (x.col_stride == 1 && y.col_stride == 1) {  // contiguous: a loop the compiler vectorises
+            T* out = y.row(i);
+            for (index_t j = 0; j < x.cols; ++j) out[j] = row[j] * inv;
+        } else {
+            for (index_t j = 0; j < x.cols; ++j) entry(y, i, j) = entry(x, i, j) * inv;
+        }
         if (norm) norm[i] = n;
     }
 };
@@ -228,26 +353,21 @@ struct normalize_rows_vjp_kernel {
         T inv = T(1) / eps, dot = 0;
         if (n >= eps) {
             inv = T(1) / n;
-            for (index_t j = 0; j < y.cols; ++j) dot += entry(y, i, j) * entry(dy, i, j);
+            dot = strided_dot(y.row(i), y.col_stride, dy.row(i), dy.col_stride, y.cols);
+        }
+        const T* yr = y.row(i);
+        const T* dyr = dy.row(i);
+        T* dxr = dx.row(i);
+        if (y.col_stride == 1 && dy.col_stride == 1 && dx.col_stride == 1 && !accumulate) {
+            const T factor = scale * inv;  // contiguous: a loop the compiler vectorises
+            for (index_t j = 0; j < y.cols; ++j) dxr[j] = factor * (dyr[j] - yr[j] * dot);
+            return;
         }
         for (index_t j = 0; j < y.cols; ++j) {
-            const T g = scale * (entry(dy, i, j) - entry(y, i, j) * dot) * inv;
-            T& out = entry(dx, i, j);
+            const T g = scale * (dyr[j * dy.col_stride] - yr[j * y.col_stride] * dot) * inv;
+            T& out = dxr[j * dx.col_stride];
             out = accumulate ? out + g : g;
         }
-    }
-};
-
-/// a(i, j) and a(j, i) <- a(i, j) + a(j, i) (square matrix, in place): d(F F^T) needs dG + dG^T.
-template <class T>
-struct symmetrize_kernel {
-    matrix_ref<T> a;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t i = idx / a.cols, j = idx % a.cols;
-        if (j < i) return;
-        const T s = entry(a, i, j) + entry(a, j, i);
-        entry(a, i, j) = s;
-        entry(a, j, i) = s;
     }
 };
 

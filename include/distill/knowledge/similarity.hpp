@@ -20,7 +20,7 @@ namespace detail {
 /// S = normalize_rows(F F^T) into the dense N x N `similarity`; norm[i] = ||G_i|| for the VJP.
 template <class Backend, class T>
 void similarity_forward(const Backend& backend, matrix_ref<const T> features, matrix_ref<T> similarity, T* norm) {
-    gemm(backend, T(1), features, transposed(features), T(0), similarity);
+    gram(backend, features, similarity);
     backend.for_each(similarity.rows, normalize_rows_kernel<T>{as_const(similarity), similarity, norm, normalize_eps<T>});
 }
 
@@ -31,7 +31,7 @@ void similarity_backward(const Backend& backend, matrix_ref<const T> features, m
                          const T* norm, matrix_ref<T> grad_similarity, matrix_ref<T> grad_features, bool accumulate) {
     backend.for_each(similarity.rows, normalize_rows_vjp_kernel<T>{similarity, norm, as_const(grad_similarity),
                                                                    grad_similarity, normalize_eps<T>});
-    backend.for_each(grad_similarity.rows * grad_similarity.cols, symmetrize_kernel<T>{grad_similarity});
+    symmetrize(backend, grad_similarity);
     gemm(backend, T(1), as_const(grad_similarity), features, accumulate ? T(1) : T(0), grad_features);
 }
 
@@ -99,7 +99,7 @@ status similarity_vjp(const Backend& backend, const F& features_tensor, const G&
     const detail::matrix_ref<T> dg = s_matrix;
     backend.for_each(n, detail::normalize_rows_vjp_kernel<T>{detail::as_const(s_matrix), norm,
                                                              detail::to_matrix_ref(grad_out), dg, normalize_eps<T>});
-    backend.for_each(n * n, detail::symmetrize_kernel<T>{dg});
+    detail::symmetrize(backend, dg);
     detail::gemm(backend, T(1), detail::as_const(dg), f, T(0), g);
     return {};
 }

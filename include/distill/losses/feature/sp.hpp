@@ -17,6 +17,7 @@
 
 #include <cstddef>
 
+#include "../../knowledge/primitives.hpp"
 #include "../../knowledge/similarity.hpp"
 #include "common.hpp"
 #include "driver.hpp"
@@ -31,22 +32,30 @@ using sp_float_options = basic_sp_options<float>;
 
 namespace detail {
 
-/// (S^s - S^t)^2 at one entry (the loss terms), and the upstream gradient written over S^t.
+/// Row i: stores sum_j (S^s_ij - S^t_ij)^2 in row_loss[i] and, when the gradient is wanted, writes d loss / d G^s_i
+/// over S^t_i: the upstream (2/N^2)(S^s_i - S^t_i) through the row normalisation's VJP. One row
+/// in L1 for three passes.
 template <class T>
-struct sp_difference_kernel {
-    const T* student;
-    const T* teacher;
-    DISTILL_HD T operator()(index_t i) const noexcept {
-        const T d = student[i] - teacher[i];
-        return d * d;
+struct sp_row_kernel {
+    matrix_ref<const T> student;  ///< S^s
+    matrix_ref<T> teacher;        ///< S^t, then dG^s
+    const T* student_norm;
+    T* row_loss;
+    T upstream_scale;  ///< 2 / N^2
+    bool want_grad;
+    DISTILL_HD void operator()(index_t i) const noexcept {
+        const T* s = student.row(i);
+        T* t = teacher.row(i);
+        T sum = 0;
+        for (index_t j = 0; j < student.cols; ++j) {
+            const T d = s[j] - t[j];
+            sum += d * d;
+            if (want_grad) t[j] = upstream_scale * d;
+        }
+        if (want_grad)
+            normalize_rows_vjp_kernel<T>{student, student_norm, as_const(teacher), teacher, normalize_eps<T>}(i);
+        row_loss[i] = sum;
     }
-};
-template <class T>
-struct sp_upstream_kernel {
-    const T* student;
-    T* teacher_then_grad;
-    T scale;
-    DISTILL_HD void operator()(index_t i) const noexcept { teacher_then_grad[i] = scale * (student[i] - teacher_then_grad[i]); }
 };
 
 }  // namespace detail
@@ -95,13 +104,18 @@ struct feature_method<basic_sp_options<Real>> {
         if (o.knowledge_teacher.bound()) detail::copy(backend, detail::as_const(st), detail::to_matrix_ref(o.knowledge_teacher));
 
         const T inv_n2 = T(1) / (T(n) * T(n));
-        const T loss = inv_n2 * detail::sum_over<T>(backend, n * n, detail::sp_difference_kernel<T>{ss.data, st.data});
-        detail::store(backend, o.loss.data(), loss);
-        if (o.grad_student.bound()) {
-            backend.for_each(n * n, detail::sp_upstream_kernel<T>{ss.data, st.data, T(2) * inv_n2});
+        const bool want_grad = o.grad_student.bound();
+        // The teacher's norms are not needed any more: their slots take the row losses (a kernel
+        // with side effects runs under for_each, never inside a reduction).
+        T* row_loss = norm_t;
+        backend.for_each(n, detail::sp_row_kernel<T>{detail::as_const(ss), st, norm_s, row_loss, T(2) * inv_n2, want_grad});
+        const T sum = detail::sum_over<T>(backend, n, detail::element_of<T>{{row_loss, n, 1}});
+        detail::store(backend, o.loss.data(), inv_n2 * sum);
+        if (want_grad) {
             detail::matrix_ref<T> grad;
             detail::flatten_rows(o.grad_student, grad);
-            detail::similarity_backward(backend, fs, detail::as_const(ss), norm_s, st, grad, false);
+            detail::symmetrize(backend, st);
+            detail::gemm(backend, T(1), detail::as_const(st), fs, T(0), grad);
         }
     }
 };
