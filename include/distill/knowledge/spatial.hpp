@@ -93,20 +93,19 @@ constexpr map_ref<T> to_map_ref_3d(const strided_view<T, R, S>& v) noexcept {
     return {v.data(), v.extent(0), 1, v.extent(1), v.extent(2), v.stride(0), 0, v.stride(1), v.stride(2)};
 }
 
-/// dst = src element by element (the same extents; any strides).
+/// dst = src element by element (the same extents; any strides), one (n, c, y) row per call.
 template <class T>
 struct copy_map_kernel {
     map_ref<const T> src;
     map_ref<T> dst;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t x = idx % src.w, y = (idx / src.w) % src.h, ch = (idx / (src.w * src.h)) % src.c,
-                      n = idx / (src.w * src.h * src.c);
-        dst.at(n, ch, y, x) = src.at(n, ch, y, x);
+    DISTILL_HD void operator()(index_t row) const noexcept {
+        const index_t y = row % src.h, ch = (row / src.h) % src.c, n = row / (src.h * src.c);
+        for (index_t x = 0; x < src.w; ++x) dst.at(n, ch, y, x) = src.at(n, ch, y, x);
     }
 };
 template <class Backend, class T>
 void copy(const Backend& backend, map_ref<const T> src, map_ref<T> dst) {
-    backend.for_each(src.n * src.c * src.h * src.w, copy_map_kernel<T>{src, dst});
+    backend.for_each(src.n * src.c * src.h, copy_map_kernel<T>{src, dst});
 }
 
 // ---------------------------------------------------------------- adaptive average pooling
@@ -115,61 +114,98 @@ void copy(const Backend& backend, map_ref<const T> src, map_ref<T> dst) {
 DISTILL_HD constexpr index_t pool_window_begin(index_t i, index_t s, index_t o) noexcept { return (i * s) / o; }
 DISTILL_HD constexpr index_t pool_window_end(index_t i, index_t s, index_t o) noexcept { return ((i + 1) * s + o - 1) / o; }
 
-/// out(n, c, i, j) = mean of in over the window of (i, j); out's h and w are the output size.
-/// With equal sizes this is a copy.
+/// The windows of the cells j = 0, 1, ... of one axis in order, without a division per cell:
+/// cell j covers [first, last()) with first = floor(j s / o) and last() = ceil((j + 1) s / o),
+/// from (j + 1) s = next_q o + next_r kept up to date by subtraction.
+struct pool_axis_walk {
+    index_t s, o;
+    index_t first = 0, next_q = 0, next_r = 0;
+    DISTILL_HD pool_axis_walk(index_t input, index_t output) noexcept : s(input), o(output) { step_next(); }
+    DISTILL_HD index_t last() const noexcept { return next_q + (next_r > 0 ? 1 : 0); }
+    DISTILL_HD void advance() noexcept {
+        first = next_q;
+        step_next();
+    }
+
+private:
+    DISTILL_HD void step_next() noexcept {
+        next_r += s;
+        while (next_r >= o) {
+            next_r -= o;
+            ++next_q;
+        }
+    }
+};
+
+/// out(n, c, i, :) = the means of in over the windows of output row i, one (n, c, i) row per
+/// call; with equal sizes a copy. out's h and w are the output size.
 template <class T>
 struct adaptive_pool_kernel {
     map_ref<const T> in;
     map_ref<T> out;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t j = idx % out.w, i = (idx / out.w) % out.h, ch = (idx / (out.w * out.h)) % out.c,
-                      n = idx / (out.w * out.h * out.c);
+    DISTILL_HD void operator()(index_t row) const noexcept {
+        const index_t i = row % out.h, ch = (row / out.h) % out.c, n = row / (out.h * out.c);
+        if (in.h == out.h && in.w == out.w) {
+            for (index_t x = 0; x < in.w; ++x) out.at(n, ch, i, x) = in.at(n, ch, i, x);
+            return;
+        }
         const index_t y0 = pool_window_begin(i, in.h, out.h), y1 = pool_window_end(i, in.h, out.h);
-        const index_t x0 = pool_window_begin(j, in.w, out.w), x1 = pool_window_end(j, in.w, out.w);
-        T sum = 0;
-        for (index_t y = y0; y < y1; ++y)
-            for (index_t x = x0; x < x1; ++x) sum += in.at(n, ch, y, x);
-        out.at(n, ch, i, j) = sum / T((y1 - y0) * (x1 - x0));
+        pool_axis_walk cols(in.w, out.w);
+        for (index_t j = 0; j < out.w; ++j, cols.advance()) {
+            const index_t x0 = cols.first, x1 = cols.last();
+            T sum = 0;
+            for (index_t y = y0; y < y1; ++y)
+                for (index_t x = x0; x < x1; ++x) sum += in.at(n, ch, y, x);
+            out.at(n, ch, i, j) = sum / T((y1 - y0) * (x1 - x0));
+        }
     }
 };
 
-/// grad_in (+)= scale * d <grad_out, pool(in)> / d in: each input element gathers grad_out / count
-/// over the output cells whose windows contain it. With equal sizes this is a (scaled) copy.
+/// grad_in (+)= scale * d <grad_out, pool(in)> / d in, one input row (n, c, y) per call: the
+/// output rows whose windows contain y spread grad_out / count over their column windows (the
+/// row belongs to this call, so there is no race). With equal sizes a (scaled) copy.
 template <class T>
 struct adaptive_pool_vjp_kernel {
     map_ref<const T> grad_out;
     map_ref<T> grad_in;
     T scale = T(1);
     bool accumulate = false;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t x = idx % grad_in.w, y = (idx / grad_in.w) % grad_in.h, ch = (idx / (grad_in.w * grad_in.h)) % grad_in.c,
-                      n = idx / (grad_in.w * grad_in.h * grad_in.c);
-        const index_t oh = grad_out.h, ow = grad_out.w;
-        // The first cell containing y is floor(y O / S); cells after it contain y while their
+    DISTILL_HD void operator()(index_t row) const noexcept {
+        const index_t y = row % grad_in.h, ch = (row / grad_in.h) % grad_in.c, n = row / (grad_in.h * grad_in.c);
+        const index_t h = grad_in.h, w = grad_in.w, oh = grad_out.h, ow = grad_out.w;
+        if (h == oh && w == ow) {
+            for (index_t x = 0; x < w; ++x) {
+                T& out = grad_in.at(n, ch, y, x);
+                const T g = scale * grad_out.at(n, ch, y, x);
+                out = accumulate ? out + g : g;
+            }
+            return;
+        }
+        if (!accumulate)
+            for (index_t x = 0; x < w; ++x) grad_in.at(n, ch, y, x) = T(0);
+        // The first output row containing y is floor(y O / S); later rows contain y while their
         // window starts at or before y (window ends only grow).
-        T sum = 0;
-        for (index_t i = (y * oh) / grad_in.h; i < oh && pool_window_begin(i, grad_in.h, oh) <= y; ++i) {
-            const index_t rows = pool_window_end(i, grad_in.h, oh) - pool_window_begin(i, grad_in.h, oh);
-            for (index_t j = (x * ow) / grad_in.w; j < ow && pool_window_begin(j, grad_in.w, ow) <= x; ++j) {
-                const index_t cols = pool_window_end(j, grad_in.w, ow) - pool_window_begin(j, grad_in.w, ow);
-                sum += grad_out.at(n, ch, i, j) / T(rows * cols);
+        for (index_t i = (y * oh) / h; i < oh && pool_window_begin(i, h, oh) <= y; ++i) {
+            const T row_scale = scale / T(pool_window_end(i, h, oh) - pool_window_begin(i, h, oh));
+            pool_axis_walk cols(w, ow);
+            for (index_t j = 0; j < ow; ++j, cols.advance()) {
+                const index_t x0 = cols.first, x1 = cols.last();
+                const T g = row_scale * grad_out.at(n, ch, i, j) / T(x1 - x0);
+                for (index_t x = x0; x < x1; ++x) grad_in.at(n, ch, y, x) += g;
             }
         }
-        T& out = grad_in.at(n, ch, y, x);
-        out = accumulate ? out + scale * sum : scale * sum;
     }
 };
 
 /// out = adaptive_avg_pool(in) to out's spatial size (a copy when the sizes are equal).
 template <class Backend, class T>
 void adaptive_pool_forward(const Backend& backend, map_ref<const T> in, map_ref<T> out) {
-    backend.for_each(out.n * out.c * out.h * out.w, adaptive_pool_kernel<T>{in, out});
+    backend.for_each(out.n * out.c * out.h, adaptive_pool_kernel<T>{in, out});
 }
 /// grad_in (+)= VJP of the pooling from grad_in's size to grad_out's.
 template <class Backend, class T>
 void adaptive_pool_backward(const Backend& backend, map_ref<const T> grad_out, map_ref<T> grad_in, bool accumulate) {
-    backend.for_each(grad_in.n * grad_in.c * grad_in.h * grad_in.w,
-                     adaptive_pool_vjp_kernel<T>{grad_out, grad_in, T(1), accumulate});
+    backend.for_each(grad_in.n * grad_in.c * grad_in.h, adaptive_pool_vjp_kernel<T>{grad_out, grad_in, T(1), accumulate});
 }
 
 // ---------------------------------------------------------------- spatial matching
@@ -225,7 +261,8 @@ status check_map_pair(const char* method, const feature_args<T, Space>& a) noexc
 
 // ---------------------------------------------------------------- attention maps
 
-/// a(n, k) = (1/C) sum_c |f(n, c, k)|^p for k = h W + w (before the normalisation).
+/// a(n, k) = (1/C) sum_c |f(n, c, k)|^p for k = y W + x (before the normalisation), one (n, k)
+/// per call (N K threads; neighbouring calls read neighbouring elements of each channel).
 template <class T>
 struct attention_map_kernel {
     map_ref<const T> f;
@@ -239,8 +276,8 @@ struct attention_map_kernel {
     }
 };
 
-/// df(n, c, h, w) (+)= dA(n, hw) (1/C) d|f|^p/df; df may be f itself (in place: each element is
-/// read before it is written).
+/// df(n, c, y, :) (+)= dA(n, y W + :) (1/C) d|f|^p/df, one (n, c, y) row per call; df may be f
+/// itself (in place: each element is read before it is written).
 template <class T>
 struct attention_map_vjp_kernel {
     map_ref<const T> f;
@@ -248,11 +285,14 @@ struct attention_map_vjp_kernel {
     map_ref<T> grad_f;
     T p;
     bool accumulate = false;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t x = idx % f.w, y = (idx / f.w) % f.h, ch = (idx / (f.w * f.h)) % f.c, n = idx / (f.w * f.h * f.c);
-        const T g = entry(grad_a, n, y * f.w + x) * abs_power_derivative(f.at(n, ch, y, x), p) / T(f.c);
-        T& out = grad_f.at(n, ch, y, x);
-        out = accumulate ? out + g : g;
+    DISTILL_HD void operator()(index_t row) const noexcept {
+        const index_t y = row % f.h, ch = (row / f.h) % f.c, n = row / (f.h * f.c), k0 = y * f.w;
+        const T inv_c = T(1) / T(f.c);
+        for (index_t x = 0; x < f.w; ++x) {
+            const T g = entry(grad_a, n, k0 + x) * abs_power_derivative(f.at(n, ch, y, x), p) * inv_c;
+            T& out = grad_f.at(n, ch, y, x);
+            out = accumulate ? out + g : g;
+        }
     }
 };
 
@@ -269,7 +309,7 @@ template <class Backend, class T>
 void attention_map_backward(const Backend& backend, map_ref<const T> f, T p, matrix_ref<const T> a, const T* norm,
                             matrix_ref<T> grad_a, map_ref<T> grad_f, bool accumulate) {
     backend.for_each(a.rows, normalize_rows_vjp_kernel<T>{a, norm, as_const(grad_a), grad_a, normalize_eps<T>});
-    backend.for_each(f.n * f.c * f.h * f.w, attention_map_vjp_kernel<T>{f, as_const(grad_a), grad_f, p, accumulate});
+    backend.for_each(f.n * f.c * f.h, attention_map_vjp_kernel<T>{f, as_const(grad_a), grad_f, p, accumulate});
 }
 
 // ---------------------------------------------------------------- batched matrix products
@@ -454,7 +494,7 @@ status attention_map_vjp(const Backend& backend, const F& features_tensor, const
     // The normalisation's VJP reads row n of a and of grad_out and writes dA_n over a_n.
     backend.for_each(n, detail::normalize_rows_vjp_kernel<T>{detail::as_const(a), norm, detail::to_matrix_ref(grad_out), a,
                                                              normalize_eps<T>});
-    backend.for_each(f.n * f.c * f.h * f.w,
+    backend.for_each(f.n * f.c * f.h,
                      detail::attention_map_vjp_kernel<T>{f, detail::as_const(a), detail::to_map_ref(grad_features), p});
     return {};
 }
