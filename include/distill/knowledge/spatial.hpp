@@ -5,8 +5,9 @@
 // and output length O averages the inputs floor(i S / O) .. ceil((i + 1) S / O) - 1, each window
 // divided by its own cell count (windows of neighbouring cells may overlap when S / O is not an
 // integer). O may exceed S (then windows repeat inputs); O == S copies. The VJP spreads each
-// output gradient over its window with the same 1 / count; each input gathers the cells whose
-// windows contain it (no atomics). Cost O(N C H W) both ways (O(N C O_H O_W) when upsampling).
+// output gradient over its window with the same 1 / count; each call owns one input row and adds
+// the output rows whose windows contain it (no atomics). Window bounds are walked along a row
+// without a division per cell. Cost O(N C H W) both ways (O(N C O_H O_W) when upsampling).
 //
 // Spatial matching (at, nst, factor, the layer pairs of fsp): when two maps differ in H x W, the
 // one that is at least as large in both H and W is pooled to the other's size; a map that is
