@@ -58,8 +58,8 @@ struct nst_plan {
         p.ct = teacher.extent(1);
         p.k = p.match.h * p.match.w;
         // Multiply-adds of the forward and the gradient in each form (per sample, over K).
-        const double channel = double(2 * p.cs * p.cs + 2 * p.cs * p.ct + p.ct * p.ct);
-        const double spatial = double(p.k) * double(2 * p.cs + p.ct);
+        const index_t channel = 2 * p.cs * p.cs + 2 * p.cs * p.ct + p.ct * p.ct;
+        const index_t spatial = p.k * (2 * p.cs + p.ct);
         p.spatial_gram = spatial < channel;
         return p;
     }
