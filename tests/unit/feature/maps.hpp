@@ -696,6 +696,7 @@ TEST_CASE_TEMPLATE("fsp: errors name the argument and write nothing", T, float, 
                            errc::empty_input, "student_layers");
     check_feature_error<T>(opts, feature_inputs{d({2, 2, 3, 3}, 1), d({2, 2, 3, 3}, 2)}, errc::shape_mismatch, "student",
                            {"takes layers"});
+    check_feature_error<T>(opts, feature_inputs{}, errc::missing_argument, "student_layers", {"required"});
 }
 
 // ---------------------------------------------------------------- convenience objects
