@@ -6,7 +6,13 @@
 
 #include "distill.hpp"
 #include "knowledge/primitives.hpp"
+#include "knowledge/fsp.hpp"
 #include "knowledge/similarity.hpp"
+#include "knowledge/spatial.hpp"
 #include "losses/feature/common.hpp"
 #include "losses/feature/driver.hpp"
+#include "losses/feature/at.hpp"
+#include "losses/feature/factor.hpp"
+#include "losses/feature/fsp.hpp"
+#include "losses/feature/nst.hpp"
 #include "losses/feature/sp.hpp"

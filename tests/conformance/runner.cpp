@@ -34,6 +34,10 @@
 #include "methods/tvd.hpp"
 #include "methods/soft_ce.hpp"
 // feature and relation methods
+#include "methods/at.hpp"
+#include "methods/factor.hpp"
+#include "methods/fsp.hpp"
+#include "methods/nst.hpp"
 #include "methods/sp.hpp"
 
 namespace distill_conformance {
@@ -172,6 +176,10 @@ const method_entry methods[] = {
     entry<soft_ce_method>(),
     // feature and relation methods
     entry<sp_method>(),
+    entry<at_method>(),
+    entry<nst_method>(),
+    entry<factor_method>(),
+    entry<fsp_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {
