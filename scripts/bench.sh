@@ -2,7 +2,8 @@
 # The benchmark command (issue 4): installs what is missing (the build's packages, Google Benchmark
 # and LibTorch), configures a Release build of the benchmarks in build-bench/, builds them, runs
 # distill_bench, which prints one table per case and the targets, and writes bench/results.json
-# (one record per measurement) and bench/results.md (the same as Markdown tables).
+# (one record per measurement) and bench/results.md (the same as Markdown tables); then runs
+# distill_feature_bench (feature and relation methods), which writes bench/feature_results.json/.md.
 # When nvcc exists, the CUDA variant is built too (a compile check); where a GPU exists it also
 # runs and writes bench/results_cuda.json.
 #
@@ -16,7 +17,9 @@ cd "$(dirname "$0")/.."
 
 extra_packages=(libbenchmark-dev)
 if [ -z "${DISTILL_BENCH_NO_TORCH:-}" ]; then
-    extra_packages+=(libtorch-dev)
+    # LibTorch, and OpenBLAS for its matrix products: Debian's default libblas.so.3 is the
+    # reference BLAS, which would make LibTorch's GEMM-bound feature losses an unfair peer.
+    extra_packages+=(libtorch-dev libopenblas0-openmp)
 fi
 ./scripts/install-deps.sh "${extra_packages[@]}"
 
@@ -34,6 +37,17 @@ for argument in "$@"; do
         exit 0
     fi
 done
+
+# The feature and relation methods (issue 5): single thread, against the Eigen matrix products
+# the method needs and LibTorch. --quick is the only option they share.
+feature_options=()
+for argument in "$@"; do
+    if [ "$argument" = "--quick" ]; then
+        feature_options+=(--quick)
+    fi
+done
+./build-bench/bench/distill_feature_bench --json bench/feature_results.json --markdown bench/feature_results.md \
+    "${feature_options[@]}"
 
 if [ -x build-bench/bench/distill_bench_cuda ]; then
     status=0
