@@ -35,6 +35,10 @@
 #include "methods/soft_ce.hpp"
 // feature and relation methods
 #include "methods/sp.hpp"
+#include "methods/rkd.hpp"
+#include "methods/pkt.hpp"
+#include "methods/cc.hpp"
+#include "methods/cc_repdistiller.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -172,6 +176,10 @@ const method_entry methods[] = {
     entry<soft_ce_method>(),
     // feature and relation methods
     entry<sp_method>(),
+    entry<rkd_method>(),
+    entry<pkt_method>(),
+    entry<cc_method>(),
+    entry<cc_repdistiller_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {
