@@ -16,7 +16,8 @@
 // Angles. For a vertex i, the N x N slice psi_A[i] is the Gram matrix U_i U_i^T of the N x D
 // normalised differences U_i (row j = u_ij). The slices are built one vertex at a time from an
 // N x D scratch reused per vertex, so no N x N x D difference tensor is ever formed:
-//   forward  per vertex: N x D differences and norms, one N x N x D GEMM       -> O(N^3 D) total
+//   forward  per vertex: N x D differences and norms, one N x N x D product    -> O(N^3 D) total
+//            (a GEMM; on the CPU backend Eigen's symmetric rank-D update: half the flops)
 //   VJP      per vertex: dU_i = (G_i + G_i^T) U_i (one GEMM), normalize's VJP, then
 //            dE_j += du_ij (j != i) and dE_i -= sum_{j != i} du_ij            -> O(N^3 D) total
 // Scratch O(N D + N^2) (the VJP's symmetrised upstream slice); the N^3 array exists only as the
@@ -206,12 +207,39 @@ void pairwise_distance_forward(const Backend& backend, matrix_ref<const T> featu
     backend.for_each(n * n, distance_from_squared_kernel<T>{as_const(out), out, T(1)});
 }
 
+/// A = U U^T for one vertex's differences: a GEMM on any backend.
+template <class Backend, class T>
+void vertex_gram(const Backend& backend, matrix_ref<const T> directions, matrix_ref<T> slice) {
+    gemm(backend, T(1), directions, transposed(directions), T(0), slice);
+}
+
+/// The CPU backend: Eigen's symmetric rank-k update (half the GEMM's work) on the lower triangle,
+/// mirrored to the upper one, when U (dense scratch) and A are dense row-major; the output is
+/// then exactly symmetric.
+template <class T>
+void vertex_gram(const cpu_backend& backend, matrix_ref<const T> directions, matrix_ref<T> slice) noexcept {
+    using dense_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    using const_dense_map = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+    const bool dense = directions.col_stride == 1 && directions.row_stride == directions.cols && slice.col_stride == 1 &&
+                       slice.row_stride == slice.cols;
+    if (!dense || directions.cols == 0) {
+        gemm(backend, T(1), directions, transposed(directions), T(0), slice);
+        return;
+    }
+    dense_map a(slice.data, slice.rows, slice.cols);
+    const const_dense_map u(directions.data, directions.rows, directions.cols);
+    a.template triangularView<Eigen::Lower>().setZero();
+    a.template selfadjointView<Eigen::Lower>().rankUpdate(u);
+    for (index_t i = 0; i < slice.rows; ++i)
+        for (index_t j = i + 1; j < slice.cols; ++j) a(i, j) = a(j, i);
+}
+
 /// Vertex i's N x D normalised differences U (and their norms), and the slice A = U U^T.
 template <class Backend, class T>
 void angle_vertex_forward(const Backend& backend, matrix_ref<const T> features, index_t vertex, matrix_ref<T> directions,
                           T* norm, matrix_ref<T> slice) {
     backend.for_each(features.rows, vertex_direction_kernel<T>{features, vertex, directions, norm});
-    gemm(backend, T(1), as_const(directions), as_const(transposed(directions)), T(0), slice);
+    vertex_gram(backend, as_const(directions), slice);
 }
 
 /// grad += the VJP of vertex i's slice given its symmetrised upstream (G + G^T), from the forward's

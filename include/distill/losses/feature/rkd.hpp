@@ -24,9 +24,10 @@
 // Cost (Ds, Dt the student's and teacher's widths):
 //   distance term: O(N^2 (Ds + Dt)) pair kernels (forward) + O(N^2 Ds) (gradient);
 //   angle term: per vertex i, the N x D normalised differences, the N x N slices A_i^s = U_i^s U_i^s^T
-//   and A_i^t (GEMMs, Eigen on the CPU) and the gradient GEMM (G_i + G_i^T) U_i^s:
-//   O(N^3 (2 Ds + Dt)) with the gradient, O(N^3 (Ds + Dt)) without; nothing of size N x N x D or
-//   N^3 is stored. A weight of 0 skips its term (w_a = 0 leaves O(N^2 D)).
+//   and A_i^t and the gradient GEMM (G_i + G_i^T) U_i^s: N^3 (2 Ds + Dt) multiply-adds with the
+//   gradient, N^3 (Ds + Dt) without (on the CPU the slices are Eigen symmetric rank-D updates, half
+//   of that: N^3 (1.5 Ds + 0.5 Dt) with the gradient), plus O(N^2 (Ds + Dt)) element work; nothing
+//   of size N x N x D or N^3 is stored. A weight of 0 skips its term (w_a = 0 leaves O(N^2 D)).
 //   Workspace: 2 N^2 + 3 N values, plus N (Ds + max(Ds, Dt)) when w_a > 0 (one vertex's differences
 //   of each network, the student's gradient reusing the teacher's block).
 // Knowledge outputs: psi_D^s and psi_D^t (N x N).
