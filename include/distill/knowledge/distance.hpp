@@ -46,7 +46,7 @@ namespace detail {
 
 /// max(sq, 1e-12) under the root; the clamp passes the gradient when sq >= 1e-12 (torch's rule).
 template <class T>
-DISTILL_HD inline T clamped_distance(T sq) noexcept {
+DISTILL_HD inline T pair_clamped_distance(T sq) noexcept {
     const T floor = distance_squared_floor<T>;
     return detail::sqrt(sq >= floor ? sq : floor);
 }
@@ -83,7 +83,7 @@ struct distance_from_squared_kernel {
     T scale;
     DISTILL_HD void operator()(index_t idx) const noexcept {
         const index_t i = idx / sq.cols, j = idx % sq.cols;
-        entry(out, i, j) = i == j ? T(0) : scale * clamped_distance(entry(sq, i, j));
+        entry(out, i, j) = i == j ? T(0) : scale * pair_clamped_distance(entry(sq, i, j));
     }
 };
 
@@ -93,7 +93,7 @@ struct distance_entry_kernel {
     matrix_ref<const T> sq;
     DISTILL_HD T operator()(index_t idx) const noexcept {
         const index_t i = idx / sq.cols, j = idx % sq.cols;
-        return i == j ? T(0) : clamped_distance(entry(sq, i, j));
+        return i == j ? T(0) : pair_clamped_distance(entry(sq, i, j));
     }
 };
 
@@ -189,7 +189,7 @@ struct relation_fill_kernel {
 
 /// dst(i, j) = src(i, j) + src(j, i) (square; dst must not be src).
 template <class T>
-struct symmetric_part_kernel {
+struct angle_symmetric_part_kernel {
     matrix_ref<const T> src;
     matrix_ref<T> dst;
     DISTILL_HD void operator()(index_t idx) const noexcept {
@@ -398,7 +398,7 @@ status angle_structure_vjp(const Backend& backend, const F& features_tensor, con
     backend.for_each(n * d, detail::relation_fill_kernel<T>{g, T(0)});
     for (index_t i = 0; i < n; ++i) {
         backend.for_each(n, detail::vertex_direction_kernel<T>{f, i, u, norm});
-        backend.for_each(n * n, detail::symmetric_part_kernel<T>{detail::angle_slice(grad_out, i), upstream});
+        backend.for_each(n * n, detail::angle_symmetric_part_kernel<T>{detail::angle_slice(grad_out, i), upstream});
         detail::angle_vertex_backward(backend, i, detail::as_const(u), norm, detail::as_const(upstream), du, g);
     }
     return {};

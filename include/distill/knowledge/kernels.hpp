@@ -36,27 +36,27 @@ namespace distill {
 namespace detail {
 
 /// How a row's L2 norm n turns into its scale s(n).
-enum class row_scale_rule {
+enum class cosine_scale_rule {
     add_eps,    ///< s = 1 / (n + eps), the norm's gradient 0 at n = 0 (pkt)
     clamp_eps,  ///< s = 1 / max(n, eps), normalize (cc)
 };
 
 template <class T>
-DISTILL_HD inline T row_scale(T n, T eps, row_scale_rule rule) noexcept {
-    if (rule == row_scale_rule::add_eps) return T(1) / (n + eps);
+DISTILL_HD inline T cosine_row_scale(T n, T eps, cosine_scale_rule rule) noexcept {
+    if (rule == cosine_scale_rule::add_eps) return T(1) / (n + eps);
     return T(1) / (n > eps ? n : eps);
 }
 
 /// The coefficient t(n) of the norm's share of the VJP: d(s(||f||) f) = s dM - t <f^, dM> f^.
 template <class T>
-DISTILL_HD inline T row_scale_norm_coefficient(T n, T eps, row_scale_rule rule) noexcept {
-    if (rule == row_scale_rule::add_eps) return n > T(0) ? n / ((n + eps) * (n + eps)) : T(0);
+DISTILL_HD inline T cosine_norm_coefficient(T n, T eps, cosine_scale_rule rule) noexcept {
+    if (rule == cosine_scale_rule::add_eps) return n > T(0) ? n / ((n + eps) * (n + eps)) : T(0);
     return n >= eps ? T(1) / n : T(0);
 }
 
 /// norm[i] = ||f_i||.
 template <class T>
-struct row_norm_kernel {
+struct cosine_row_norm_kernel {
     matrix_ref<const T> f;
     T* norm;
     DISTILL_HD void operator()(index_t i) const noexcept {
@@ -72,45 +72,45 @@ struct row_norm_kernel {
 
 /// In place over the Gram matrix F F^T: q_ij = s_i s_j G_ij.
 template <class T>
-struct scaled_gram_kernel {
+struct cosine_scaled_gram_kernel {
     matrix_ref<T> q;
     const T* norm;
     T eps;
-    row_scale_rule rule;
+    cosine_scale_rule rule;
     DISTILL_HD void operator()(index_t idx) const noexcept {
         const index_t i = idx / q.cols, j = idx % q.cols;
         T& v = entry(q, i, j);
-        v = v * row_scale(norm[i], eps, rule) * row_scale(norm[j], eps, rule);
+        v = v * cosine_row_scale(norm[i], eps, rule) * cosine_row_scale(norm[j], eps, rule);
     }
 };
 
 /// In place: a_ij <- (a_ij + a_ji) s_j and a_ji <- (a_ij + a_ji) s_i, i.e. (dQ + dQ^T) diag(s).
 template <class T>
-struct symmetrize_scale_kernel {
+struct cosine_symmetrize_scale_kernel {
     matrix_ref<T> a;
     const T* norm;
     T eps;
-    row_scale_rule rule;
+    cosine_scale_rule rule;
     DISTILL_HD void operator()(index_t idx) const noexcept {
         const index_t i = idx / a.cols, j = idx % a.cols;
         if (j < i) return;
         const T sum = entry(a, i, j) + entry(a, j, i);
-        entry(a, i, j) = sum * row_scale(norm[j], eps, rule);
-        if (j != i) entry(a, j, i) = sum * row_scale(norm[i], eps, rule);
+        entry(a, i, j) = sum * cosine_row_scale(norm[j], eps, rule);
+        if (j != i) entry(a, j, i) = sum * cosine_row_scale(norm[i], eps, rule);
     }
 };
 
 /// In place over grad (holding M = dU): grad_i = s_i M_i - t_i <f^_i, M_i> f^_i.
 template <class T>
-struct scaled_rows_vjp_kernel {
+struct cosine_scaled_rows_vjp_kernel {
     matrix_ref<const T> f;
     const T* norm;
     matrix_ref<T> grad;
     T eps;
-    row_scale_rule rule;
+    cosine_scale_rule rule;
     DISTILL_HD void operator()(index_t i) const noexcept {
         const T n = norm[i];
-        const T s = row_scale(n, eps, rule), t = row_scale_norm_coefficient(n, eps, rule);
+        const T s = cosine_row_scale(n, eps, rule), t = cosine_norm_coefficient(n, eps, rule);
         const T* row = f.row(i);
         T dot = 0;
         if (t != T(0))
@@ -125,21 +125,21 @@ struct scaled_rows_vjp_kernel {
 
 /// Q = diag(s) F F^T diag(s) into q (N x N); norm[i] = ||f_i||.
 template <class Backend, class T>
-void scaled_gram_forward(const Backend& backend, matrix_ref<const T> f, matrix_ref<T> q, T* norm, T eps, row_scale_rule rule) {
+void cosine_scaled_gram_forward(const Backend& backend, matrix_ref<const T> f, matrix_ref<T> q, T* norm, T eps, cosine_scale_rule rule) {
     const index_t n = f.rows;
-    backend.for_each(n, row_norm_kernel<T>{f, norm});
+    backend.for_each(n, cosine_row_norm_kernel<T>{f, norm});
     gemm(backend, T(1), f, transposed(f), T(0), q);
-    backend.for_each(n * n, scaled_gram_kernel<T>{q, norm, eps, rule});
+    backend.for_each(n * n, cosine_scaled_gram_kernel<T>{q, norm, eps, rule});
 }
 
 /// grad_f = the VJP of Q given dQ in grad_q (overwritten), from the forward's norms.
 template <class Backend, class T>
-void scaled_gram_backward(const Backend& backend, matrix_ref<const T> f, const T* norm, T eps, row_scale_rule rule,
+void cosine_scaled_gram_backward(const Backend& backend, matrix_ref<const T> f, const T* norm, T eps, cosine_scale_rule rule,
                           matrix_ref<T> grad_q, matrix_ref<T> grad_f) {
     const index_t n = f.rows;
-    backend.for_each(n * n, symmetrize_scale_kernel<T>{grad_q, norm, eps, rule});
+    backend.for_each(n * n, cosine_symmetrize_scale_kernel<T>{grad_q, norm, eps, rule});
     gemm(backend, T(1), as_const(grad_q), f, T(0), grad_f);
-    backend.for_each(n, scaled_rows_vjp_kernel<T>{f, norm, grad_f, eps, rule});
+    backend.for_each(n, cosine_scaled_rows_vjp_kernel<T>{f, norm, grad_f, eps, rule});
 }
 
 // ---------------------------------------------------------------- cosine probabilities (pkt)
@@ -179,7 +179,7 @@ struct cosine_probability_vjp_rows_kernel {
 
 template <class Backend, class T>
 void cosine_probabilities_forward(const Backend& backend, matrix_ref<const T> f, matrix_ref<T> p, T* norm, T* row_sum, T eps) {
-    scaled_gram_forward(backend, f, p, norm, eps, row_scale_rule::add_eps);
+    cosine_scaled_gram_forward(backend, f, p, norm, eps, cosine_scale_rule::add_eps);
     backend.for_each(f.rows, cosine_probability_rows_kernel<T>{p, row_sum});
 }
 
@@ -190,7 +190,7 @@ void cosine_probabilities_backward(const Backend& backend, matrix_ref<const T> f
                                    const T* row_sum, T eps, matrix_ref<const T> grad_p, matrix_ref<T> grad_q,
                                    matrix_ref<T> grad_f) {
     backend.for_each(f.rows, cosine_probability_vjp_rows_kernel<T>{p, row_sum, grad_p, grad_q});
-    scaled_gram_backward(backend, f, norm, eps, row_scale_rule::add_eps, grad_q, grad_f);
+    cosine_scaled_gram_backward(backend, f, norm, eps, cosine_scale_rule::add_eps, grad_q, grad_f);
 }
 
 // ---------------------------------------------------------------- Taylor-expanded Gaussian (cc)
@@ -256,14 +256,14 @@ struct taylor_vjp_kernel {
 /// The cosine matrix S = U U^T of normalize(F) into s; norm[i] = ||f_i||.
 template <class Backend, class T>
 void cosine_matrix_forward(const Backend& backend, matrix_ref<const T> f, matrix_ref<T> s, T* norm) {
-    scaled_gram_forward(backend, f, s, norm, normalize_eps<T>, row_scale_rule::clamp_eps);
+    cosine_scaled_gram_forward(backend, f, s, norm, normalize_eps<T>, cosine_scale_rule::clamp_eps);
 }
 
 /// grad_f = the VJP of S given dS in grad_s (overwritten).
 template <class Backend, class T>
 void cosine_matrix_backward(const Backend& backend, matrix_ref<const T> f, const T* norm, matrix_ref<T> grad_s,
                             matrix_ref<T> grad_f) {
-    scaled_gram_backward(backend, f, norm, normalize_eps<T>, row_scale_rule::clamp_eps, grad_s, grad_f);
+    cosine_scaled_gram_backward(backend, f, norm, normalize_eps<T>, cosine_scale_rule::clamp_eps, grad_s, grad_f);
 }
 
 template <class T>

@@ -672,3 +672,31 @@ TEST_CASE("taylor_gaussian_kernel extractor: forward from the definition, VJP ag
                                                                                 {scratch.data(), scratch.size() * sizeof(double)}),
                                      distill::errc::invalid_parameter, distill::error_kind::value, "order", {"order = -1"});
 }
+
+TEST_CASE("relation methods: a column-major student and gradient give the row-major results") {
+    using namespace feature_test;
+    const dense s = dense::random({5, 4}, 121), t = dense::random({5, 3}, 122);
+    std::vector<double> column_major(20), grad(20, -1.0), loss(1);
+    for (int i = 0; i < 5; ++i)
+        for (int j = 0; j < 4; ++j) column_major[static_cast<std::size_t>(j * 5 + i)] = s.values[static_cast<std::size_t>(i * 4 + j)];
+    const distill::index_t ext[] = {5, 4}, str[] = {1, 5};
+    const auto check_layout = [&](const auto& opts) {
+        distill::feature_args<double> args{distill::any_view<const double>(column_major.data(), 2, ext, str),
+                                           distill::make_view(t.values.data(), 5, 3)};
+        distill::feature_outputs<double> outs{distill::make_view(loss.data(), 1), distill::any_view<double>(grad.data(), 2, ext, str)};
+        std::vector<double> scratch(distill::workspace_bytes(opts, args, outs) / sizeof(double) + 1);
+        REQUIRE(distill::run(opts, args, outs, {scratch.data(), scratch.size() * sizeof(double)}).ok());
+        const auto r = run_feature<double>(opts, {s, t});
+        REQUIRE(r.status.ok());
+        double largest = 0;
+        for (double g : r.grads[0]) largest = std::max(largest, std::abs(g));
+        CHECK(loss[0] == doctest::Approx(r.loss).epsilon(1e-13));
+        for (int i = 0; i < 5; ++i)
+            for (int j = 0; j < 4; ++j)
+                CHECK(std::abs(grad[static_cast<std::size_t>(j * 5 + i)] - r.grads[0][static_cast<std::size_t>(i * 4 + j)]) <=
+                      1e-13 * largest);
+    };
+    check_layout(distill::rkd_options{});
+    check_layout(distill::pkt_options{});
+    check_layout(distill::cc_options{});
+}

@@ -53,12 +53,12 @@ namespace detail {
 
 /// Smooth-L1 with beta 1 and its derivative (torch's branches: |d| < 1 is quadratic).
 template <class T>
-DISTILL_HD inline T smooth_l1_unit(T d) noexcept {
+DISTILL_HD inline T rkd_smooth_l1(T d) noexcept {
     const T a = d < T(0) ? -d : d;
     return a < T(1) ? T(0.5) * d * d : a - T(0.5);
 }
 template <class T>
-DISTILL_HD inline T smooth_l1_unit_derivative(T d) noexcept {
+DISTILL_HD inline T rkd_smooth_l1_derivative(T d) noexcept {
     const T a = d < T(0) ? -d : d;
     if (a < T(1)) return d;
     return d > T(0) ? T(1) : T(-1);
@@ -72,7 +72,7 @@ struct rkd_distance_loss_kernel {
     DISTILL_HD T operator()(index_t idx) const noexcept {
         const index_t i = idx / sq_s.cols, j = idx % sq_s.cols;
         if (i == j) return T(0);
-        return smooth_l1_unit(clamped_distance(entry(sq_s, i, j)) / mu_s - clamped_distance(entry(sq_t, i, j)) / mu_t);
+        return rkd_smooth_l1(pair_clamped_distance(entry(sq_s, i, j)) / mu_s - pair_clamped_distance(entry(sq_t, i, j)) / mu_t);
     }
 };
 
@@ -84,8 +84,8 @@ struct rkd_distance_centre_kernel {
     DISTILL_HD T operator()(index_t idx) const noexcept {
         const index_t i = idx / sq_s.cols, j = idx % sq_s.cols;
         if (i == j) return T(0);
-        const T psi_s = clamped_distance(entry(sq_s, i, j)) / mu_s;
-        return scale * smooth_l1_unit_derivative(psi_s - clamped_distance(entry(sq_t, i, j)) / mu_t) * psi_s;
+        const T psi_s = pair_clamped_distance(entry(sq_s, i, j)) / mu_s;
+        return scale * rkd_smooth_l1_derivative(psi_s - pair_clamped_distance(entry(sq_t, i, j)) / mu_t) * psi_s;
     }
 };
 
@@ -105,7 +105,7 @@ struct rkd_distance_weight_kernel {
             return;
         }
         const T d_s = detail::sqrt(sq);
-        const T g = scale * smooth_l1_unit_derivative(d_s / mu_s - clamped_distance(out) / mu_t);
+        const T g = scale * rkd_smooth_l1_derivative(d_s / mu_s - pair_clamped_distance(out) / mu_t);
         out = T(2) * (g - centre) / (mu_s * d_s);
     }
 };
@@ -124,8 +124,8 @@ struct rkd_angle_rows_kernel {
         for (index_t k = 0; k < teacher.cols; ++k) {
             T& a = entry(student_then_grad, j, k);
             const T d = a - entry(teacher, j, k);
-            sum += smooth_l1_unit(d);
-            if (want_grad) a = scale * smooth_l1_unit_derivative(d);
+            sum += rkd_smooth_l1(d);
+            if (want_grad) a = scale * rkd_smooth_l1_derivative(d);
         }
         loss_rows[j] += sum;
     }
