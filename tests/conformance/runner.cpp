@@ -39,6 +39,10 @@
 #include "methods/fsp.hpp"
 #include "methods/nst.hpp"
 #include "methods/sp.hpp"
+#include "methods/rkd.hpp"
+#include "methods/pkt.hpp"
+#include "methods/cc.hpp"
+#include "methods/cc_repdistiller.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -180,6 +184,10 @@ const method_entry methods[] = {
     entry<nst_method>(),
     entry<factor_method>(),
     entry<fsp_method>(),
+    entry<rkd_method>(),
+    entry<pkt_method>(),
+    entry<cc_method>(),
+    entry<cc_repdistiller_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {

@@ -7,3 +7,4 @@
 
 #include "feature/sp.hpp"
 #include "feature/maps.hpp"
+#include "feature/relations.hpp"

@@ -5,3 +5,4 @@
 
 #include "feature_parity/sp.hpp"
 #include "feature_parity/maps.hpp"
+#include "feature_parity/relations.hpp"
