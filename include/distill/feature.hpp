@@ -6,7 +6,11 @@
 
 #include "distill.hpp"
 #include "knowledge/primitives.hpp"
+#include "knowledge/elementwise.hpp"
 #include "knowledge/similarity.hpp"
 #include "losses/feature/common.hpp"
 #include "losses/feature/driver.hpp"
 #include "losses/feature/sp.hpp"
+#include "losses/feature/hint.hpp"
+#include "losses/feature/ab.hpp"
+#include "losses/feature/vid.hpp"

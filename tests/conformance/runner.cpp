@@ -35,6 +35,9 @@
 #include "methods/soft_ce.hpp"
 // feature and relation methods
 #include "methods/sp.hpp"
+#include "methods/hint.hpp"
+#include "methods/ab.hpp"
+#include "methods/vid.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -172,6 +175,9 @@ const method_entry methods[] = {
     entry<soft_ce_method>(),
     // feature and relation methods
     entry<sp_method>(),
+    entry<hint_method>(),
+    entry<ab_method>(),
+    entry<vid_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {
