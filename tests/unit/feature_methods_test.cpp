@@ -6,3 +6,4 @@
 #include "feature_support.hpp"
 
 #include "feature/sp.hpp"
+#include "feature/elementwise.hpp"

@@ -4,3 +4,4 @@
 #include "feature_parity/support.hpp"
 
 #include "feature_parity/sp.hpp"
+#include "feature_parity/elementwise.hpp"
