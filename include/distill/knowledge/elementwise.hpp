@@ -5,7 +5,8 @@
 //   Dimensions that can be walked with one stride are merged when the handle is built, so a
 //   dense tensor (row-major, or an Eigen column-major matrix seen as one vector) costs one
 //   multiply per access; other layouts cost one division per remaining dimension. Element-wise
-//   losses (hint, ab, vid) take their inputs and outputs through it and so accept every layout.
+//   losses (hint, ab, vid) take their inputs and outputs through it and so accept every layout;
+//   with_element_access() hands their kernels plain strided handles when every tensor is one run.
 // * Value / derivative pairs as DISTILL_HD functions (the same maths on the CPU and the device),
 //   with the conventions of METHODS-feature.md: |x|' = 0 and relu' = 0 at 0; smooth-L1 with
 //   beta = 0 is |x|; softplus evaluated without overflow, with derivative sigmoid.
@@ -14,6 +15,8 @@
 #include "../core/backend.hpp"
 #include "../core/view.hpp"
 #include "../detail/math.hpp"
+
+#include <cmath>
 
 namespace distill {
 namespace detail {
@@ -70,17 +73,41 @@ constexpr element_ref<T> to_element_ref(const strided_view<T, R, S>& v) noexcept
     return out;
 }
 
+/// The handle of a tensor whose elements form one strided run (every dense layout, after merging).
+template <class T>
+constexpr vector_ref<T> as_strided_run(const element_ref<T>& e) noexcept {
+    return {e.data, 0, e.stride[0]};
+}
+
+/// Calls f(handles...) with vector_ref handles when every element_ref is one strided run (the
+/// common dense case: one multiply per access and no rank test in the kernel's loop), and with the
+/// element_refs themselves otherwise. f is a generic callable; absent handles (null data) are
+/// single runs and stay absent. Returns what f returns (the same type for both instantiations).
+template <class F, class... Handles>
+decltype(auto) with_element_access(F&& f, const Handles&... handles) {
+    if ((... && (handles.rank == 1))) return f(as_strided_run(handles)...);
+    return f(handles...);
+}
+
 // ---------------------------------------------------------------- value / derivative pairs
+
+// The selects below are written so that compilers emit no data-dependent branch (max / blend /
+// bit operations): element-wise losses see random signs, where a branch mispredicts half the time.
+
+/// |x| (fabs: also clears the sign of -0).
+template <class T>
+DISTILL_HD inline T abs_value(T x) noexcept {
+#if defined(__CUDA_ARCH__)
+    return ::fabs(x);
+#else
+    return std::fabs(x);
+#endif
+}
 
 /// sign(x) with sign(0) = 0: the derivative of |x| (0 at the kink).
 template <class T>
 DISTILL_HD constexpr T sign_or_zero(T x) noexcept {
-    return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-}
-
-template <class T>
-DISTILL_HD constexpr T abs_value(T x) noexcept {
-    return x < T(0) ? -x : x;
+    return static_cast<T>(static_cast<int>(x > T(0)) - static_cast<int>(x < T(0)));
 }
 
 /// max(x, 0); its derivative is [x > 0] (0 at the kink).
@@ -90,17 +117,22 @@ DISTILL_HD constexpr T relu(T x) noexcept {
 }
 
 /// Smooth-L1 (Huber) h_beta(d) = 0.5 d^2 / beta if |d| < beta, else |d| - beta / 2 (torch's
-/// smooth_l1_loss). beta = 0 gives |d| (the first branch is never taken).
+/// smooth_l1_loss); beta = 0 gives |d|. Written with c = min(|d|, beta) as c (|d| - c / 2) / beta,
+/// which is both branches at once (exact for |d| < beta, within an ulp or two above).
 template <class T>
-DISTILL_HD constexpr T smooth_l1_value(T d, T beta) noexcept {
+DISTILL_HD inline T smooth_l1_value(T d, T beta) noexcept {
     const T a = abs_value(d);
-    return a < beta ? T(0.5) * d * d / beta : a - T(0.5) * beta;
+    const T c = a < beta ? a : beta;
+    return beta > T(0) ? c * (a - T(0.5) * c) / beta : a;
 }
 
-/// h_beta'(d) = d / beta if |d| < beta, else sign(d) (0 at d = 0; continuous at |d| = beta).
+/// h_beta'(d) = d / beta if |d| < beta, else sign(d), i.e. sign(d) min(|d|, beta) / beta (0 at
+/// d = 0; continuous at |d| = beta); sign(d) when beta = 0.
 template <class T>
-DISTILL_HD constexpr T smooth_l1_derivative(T d, T beta) noexcept {
-    return abs_value(d) < beta ? d / beta : sign_or_zero(d);
+DISTILL_HD inline T smooth_l1_derivative(T d, T beta) noexcept {
+    const T a = abs_value(d), sign = sign_or_zero(d);
+    const T c = a < beta ? a : beta;
+    return beta > T(0) ? sign * c / beta : sign;
 }
 
 /// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x and the exact

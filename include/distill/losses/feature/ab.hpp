@@ -37,16 +37,16 @@ namespace detail {
 
 /// One element of one layer: returns e and writes weight * de/ds to the gradient (when
 /// requested; the write depends only on i, so the kernel may run as the transform of a reduction).
-template <class T>
+template <class T, class In, class Out>
 struct ab_element_kernel {
-    element_ref<const T> student, teacher;
-    element_ref<T> grad;
+    In student, teacher;  ///< element_ref<const T>, or vector_ref<const T> for dense tensors
+    Out grad;
     T margin, weight;
     DISTILL_HD T operator()(index_t i) const noexcept {
-        const T s = student[i];
-        const bool active = teacher[i] > T(0);
-        const T gap = relu(active ? margin - s : margin + s);
-        if (grad.present()) grad[i] = weight * (active ? T(-2) * gap : T(2) * gap);
+        // direction = -1 where the teacher is active (t > 0), +1 elsewhere: e = relu(m + direction s)^2.
+        const T direction = T(1) - T(2) * static_cast<T>(teacher[i] > T(0));
+        const T gap = relu(margin + direction * student[i]);
+        if (grad.present()) grad[i] = weight * T(2) * direction * gap;
         return gap * gap;
     }
 };
@@ -134,9 +134,13 @@ struct feature_method<basic_ab_options<Real>> {
             for (std::size_t k = i + 1; k < layers; ++k) weight *= T(0.5);
             const auto grad = o.grad_student_layers.empty() ? detail::element_ref<T>{}
                                                              : detail::to_element_ref(o.grad_student_layers[i]);
-            const detail::ab_element_kernel<T> kernel{detail::to_element_ref(a.student_layers[i]),
-                                                      detail::to_element_ref(a.teacher_layers[i]), grad, margin, weight};
-            loss += weight * detail::sum_over<T>(backend, a.student_layers[i].size(), kernel);
+            const index_t count = a.student_layers[i].size();
+            loss += weight * detail::with_element_access(
+                                 [&](auto s, auto t, auto g) {
+                                     return detail::sum_over<T>(
+                                         backend, count, detail::ab_element_kernel<T, decltype(s), decltype(g)>{s, t, g, margin, weight});
+                                 },
+                                 detail::to_element_ref(a.student_layers[i]), detail::to_element_ref(a.teacher_layers[i]), grad);
         }
         detail::store(backend, o.loss.data(), loss);
     }

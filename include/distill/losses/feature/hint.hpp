@@ -84,10 +84,10 @@ namespace detail {
 /// One element of mse / l1 / smooth_l1: returns its loss term and writes scale * its derivative
 /// to the gradient (when requested). The write depends only on i, so the kernel may run as the
 /// transform of a reduction.
-template <class T, hint_distance Distance>
+template <class T, hint_distance Distance, class In, class Out>
 struct hint_element_kernel {
-    element_ref<const T> student, teacher;
-    element_ref<T> grad;
+    In student, teacher;  ///< element_ref<const T>, or vector_ref<const T> for dense tensors
+    Out grad;
     T beta, scale;
     DISTILL_HD T operator()(index_t i) const noexcept {
         const T d = student[i] - teacher[i];
@@ -109,10 +109,10 @@ struct hint_element_kernel {
 
 /// One row of the cosine distance: returns 1 - <u_n, v_n> and writes the row's gradient (scaled
 /// by `scale` = 1/N) when requested.
-template <class T>
+template <class T, class In, class Out>
 struct hint_cosine_row_kernel {
-    element_ref<const T> student, teacher;
-    element_ref<T> grad;
+    In student, teacher;  ///< element_ref<const T>, or vector_ref<const T> for dense tensors
+    Out grad;
     index_t cols;
     T scale;
     DISTILL_HD T operator()(index_t row) const noexcept {
@@ -138,11 +138,29 @@ struct hint_cosine_row_kernel {
     }
 };
 
+/// The loss of an element distance (the gradient written on the way).
 template <class T, hint_distance Distance, class Backend>
-T hint_elements(const Backend& backend, index_t count, element_ref<const T> student, element_ref<const T> teacher,
-                element_ref<T> grad, T beta) {
+T hint_elements(const Backend& backend, index_t count, const element_ref<const T>& student,
+                const element_ref<const T>& teacher, const element_ref<T>& grad, T beta) {
     const T scale = T(1) / static_cast<T>(count);
-    return scale * sum_over<T>(backend, count, hint_element_kernel<T, Distance>{student, teacher, grad, beta, scale});
+    return scale * with_element_access(
+                       [&](auto s, auto t, auto g) {
+                           return sum_over<T>(backend, count,
+                                              hint_element_kernel<T, Distance, decltype(s), decltype(g)>{s, t, g, beta, scale});
+                       },
+                       student, teacher, grad);
+}
+
+/// The loss of the cosine distance (the gradient written on the way).
+template <class T, class Backend>
+T hint_cosine(const Backend& backend, index_t rows, index_t cols, const element_ref<const T>& student,
+              const element_ref<const T>& teacher, const element_ref<T>& grad) {
+    const T scale = T(1) / static_cast<T>(rows);
+    return scale * with_element_access(
+                       [&](auto s, auto t, auto g) {
+                           return sum_over<T>(backend, rows, hint_cosine_row_kernel<T, decltype(s), decltype(g)>{s, t, g, cols, scale});
+                       },
+                       student, teacher, grad);
 }
 
 }  // namespace detail
@@ -193,12 +211,9 @@ struct feature_method<basic_hint_options<Real>> {
             case hint_distance::smooth_l1:
                 loss = detail::hint_elements<T, hint_distance::smooth_l1>(backend, count, student, teacher, grad, beta);
                 break;
-            case hint_distance::cosine: {
-                const T scale = T(1) / static_cast<T>(rows);
-                loss = scale * detail::sum_over<T>(backend, rows,
-                                                   detail::hint_cosine_row_kernel<T>{student, teacher, grad, count / rows, scale});
+            case hint_distance::cosine:
+                loss = detail::hint_cosine(backend, rows, count / rows, student, teacher, grad);
                 break;
-            }
         }
         detail::store(backend, o.loss.data(), loss);
     }
