@@ -3,8 +3,9 @@
 // * element_ref: the elements of a tensor of any rank and ANY strides, addressed by their
 //   row-major logical index (element i of an N x C x H x W tensor is n = i / (C H W), ...).
 //   Dimensions that can be walked with one stride are merged when the handle is built, so a
-//   dense tensor (row-major, or an Eigen column-major matrix seen as one vector) costs one
-//   multiply per access; other layouts cost one division per remaining dimension. Element-wise
+//   dense row-major tensor (any tensor whose elements form one strided run) costs one multiply
+//   per access; other layouts (an Eigen column-major matrix, a map with gaps between channels)
+//   cost a division and a multiply per remaining dimension. Element-wise
 //   losses (hint, ab, vid) take their inputs and outputs through it and so accept every layout;
 //   with_element_access() hands their kernels plain strided handles when every tensor is one run.
 // * Value / derivative pairs as DISTILL_HD functions (the same maths on the CPU and the device),
