@@ -43,6 +43,9 @@
 #include "methods/pkt.hpp"
 #include "methods/cc.hpp"
 #include "methods/cc_repdistiller.hpp"
+#include "methods/hint.hpp"
+#include "methods/ab.hpp"
+#include "methods/vid.hpp"
 
 namespace distill_conformance {
 namespace {
@@ -188,6 +191,9 @@ const method_entry methods[] = {
     entry<pkt_method>(),
     entry<cc_method>(),
     entry<cc_repdistiller_method>(),
+    entry<hint_method>(),
+    entry<ab_method>(),
+    entry<vid_method>(),
 };
 
 const method_entry* find_method(std::string_view id) {

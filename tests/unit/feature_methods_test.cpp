@@ -8,3 +8,4 @@
 #include "feature/sp.hpp"
 #include "feature/maps.hpp"
 #include "feature/relations.hpp"
+#include "feature/elementwise.hpp"

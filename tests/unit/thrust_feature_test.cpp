@@ -6,3 +6,4 @@
 #include "feature_parity/sp.hpp"
 #include "feature_parity/maps.hpp"
 #include "feature_parity/relations.hpp"
+#include "feature_parity/elementwise.hpp"
