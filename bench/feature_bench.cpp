@@ -51,8 +51,11 @@ struct settings {
 /// The median of repeated timings of f (ms): at least `min_reps` calls and `min_seconds` in all,
 /// after one untimed warm-up call.
 double median_ms(const std::function<void()>& f, const settings& s) {
+    const auto warm_start = clock_type::now();
     f();
-    const int min_reps = s.quick ? 3 : 7;
+    const double warm_seconds = std::chrono::duration<double>(clock_type::now() - warm_start).count();
+    // Calls of seconds (rkd at N = 512): a few repetitions are enough for a median.
+    const int min_reps = warm_seconds > 2 ? (s.quick ? 1 : 3) : (s.quick ? 3 : 7);
     const double min_seconds = s.quick ? 0.2 : 1.0;
     std::vector<double> times;
     const auto start = clock_type::now();
@@ -62,8 +65,6 @@ double median_ms(const std::function<void()>& f, const settings& s) {
         f();
         times.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
         if (times.size() >= 200) break;
-        // A single call over 3 s: three calls are enough.
-        if (times.back() > 3000 && times.size() >= 3) break;
     }
     std::sort(times.begin(), times.end());
     return times[times.size() / 2];
@@ -298,6 +299,49 @@ int main(int argc, char** argv) {
 #endif
                 add(r);
             }
+
+    // rkd: per vertex (the angle term), the student's and the teacher's N x N x D Gram products
+    // of normalised differences and the N x N x D gradient product: 3 N products.
+    if (wanted(s, "rkd"))
+        for (index_t n : batch_sizes)
+            for (index_t d : widths) {
+                const dense_input student({n, d}, 3), teacher({n, d}, 4);
+                record r{"rkd", shape_text(student.shape)};
+                r.median_ms = distill_ms(distill::rkd_float_options{}, student, teacher, s);
+                r.bound_ms = static_cast<double>(n) * (2 * gemm_ms(n, d, n, s) + gemm_ms(n, n, d, s));
+                r.bound_kind = "3N GEMM";
+#if DISTILL_BENCH_HAS_TORCH
+                r.libtorch_ms = torch_ms(torch_rkd, student, teacher, s);
+#endif
+                add(r);
+            }
+
+    // at and hint on 64 x 256 x 16 x 16 maps: memory-bound, so the bound is the bandwidth probe
+    // (read student and teacher, write the gradient).
+    const std::vector<index_t> maps{64, 256, 16, 16};
+    if (wanted(s, "at")) {
+        const dense_input student(maps, 5), teacher(maps, 6);
+        record r{"at", shape_text(maps)};
+        r.median_ms = distill_ms(distill::at_float_options{}, student, teacher, s);
+        r.bound_ms = probe_ms(student.size(), s);
+        r.bound_kind = "bandwidth";
+#if DISTILL_BENCH_HAS_TORCH
+        r.libtorch_ms = torch_ms(torch_at, student, teacher, s);
+#endif
+        add(r);
+    }
+
+    if (wanted(s, "hint")) {
+        const dense_input student(maps, 7), teacher(maps, 8);
+        record r{"hint", shape_text(maps)};
+        r.median_ms = distill_ms(distill::hint_float_options{}, student, teacher, s);
+        r.bound_ms = probe_ms(student.size(), s);
+        r.bound_kind = "bandwidth";
+#if DISTILL_BENCH_HAS_TORCH
+        r.libtorch_ms = torch_ms(torch_hint, student, teacher, s);
+#endif
+        add(r);
+    }
 
     if (!s.json.empty()) {
         std::FILE* f = std::fopen(s.json.c_str(), "w");
