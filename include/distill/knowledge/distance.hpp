@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 #include "../losses/feature/common.hpp"
@@ -147,13 +148,24 @@ struct vertex_direction_kernel {
         const T* origin = e.row(vertex);
         const T* point = e.row(j);
         const index_t step = e.col_stride;
+        const T eps = normalize_eps<T>;
+        if (step == 1 && u.col_stride == 1) {
+            // Contiguous: the differences into U's row, their norm, the scaling: three loops
+            // the compiler vectorises (the same values as the strided loop below).
+            T* out = u.row(j);
+            for (index_t d = 0; d < e.cols; ++d) out[d] = point[d] - origin[d];
+            const T n = detail::sqrt(strided_dot(out, index_t{1}, out, index_t{1}, e.cols));
+            const T inv = T(1) / (n > eps ? n : eps);
+            for (index_t d = 0; d < e.cols; ++d) out[d] *= inv;
+            norm[j] = n;
+            return;
+        }
         T sq = 0;
         for (index_t d = 0; d < e.cols; ++d) {
             const T v = point[d * step] - origin[d * step];
             sq += v * v;
         }
         const T n = detail::sqrt(sq);
-        const T eps = normalize_eps<T>;
         const T inv = T(1) / (n > eps ? n : eps);
         for (index_t d = 0; d < e.cols; ++d) entry(u, j, d) = (point[d * step] - origin[d * step]) * inv;
         norm[j] = n;
@@ -213,25 +225,11 @@ void vertex_gram(const Backend& backend, matrix_ref<const T> directions, matrix_
     gemm(backend, T(1), directions, transposed(directions), T(0), slice);
 }
 
-/// The CPU backend: Eigen's symmetric rank-k update (half the GEMM's work) on the lower triangle,
-/// mirrored to the upper one, when U (dense scratch) and A are dense row-major; the output is
-/// then exactly symmetric.
+/// The CPU backend: detail::gram (Eigen's symmetric rank-k update for wide rows, mirrored tile by
+/// tile, so the slice is exactly symmetric; the plain GEMM for narrow rows).
 template <class T>
 void vertex_gram(const cpu_backend& backend, matrix_ref<const T> directions, matrix_ref<T> slice) noexcept {
-    using dense_map = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-    using const_dense_map = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-    const bool dense = directions.col_stride == 1 && directions.row_stride == directions.cols && slice.col_stride == 1 &&
-                       slice.row_stride == slice.cols;
-    if (!dense || directions.cols == 0) {
-        gemm(backend, T(1), directions, transposed(directions), T(0), slice);
-        return;
-    }
-    dense_map a(slice.data, slice.rows, slice.cols);
-    const const_dense_map u(directions.data, directions.rows, directions.cols);
-    a.template triangularView<Eigen::Lower>().setZero();
-    a.template selfadjointView<Eigen::Lower>().rankUpdate(u);
-    for (index_t i = 0; i < slice.rows; ++i)
-        for (index_t j = i + 1; j < slice.cols; ++j) a(i, j) = a(j, i);
+    gram(backend, directions, slice);
 }
 
 /// Vertex i's N x D normalised differences U (and their norms), and the slice A = U U^T.
@@ -250,7 +248,29 @@ void angle_vertex_backward(const Backend& backend, index_t vertex, matrix_ref<co
     gemm(backend, T(1), symmetric_upstream, directions, T(0), grad_directions);
     backend.for_each(directions.rows, normalize_rows_vjp_kernel<T>{directions, norm, as_const(grad_directions),
                                                                    grad_directions, normalize_eps<T>});
-    backend.for_each(directions.cols, vertex_scatter_kernel<T>{as_const(grad_directions), vertex, grad});
+    if constexpr (std::is_same_v<Backend, cpu_backend>) {
+        // Row by row on the CPU (contiguous rows of dd and grad); one column per thread elsewhere.
+        const matrix_ref<const T> dd = as_const(grad_directions);
+        T* vertex_row = grad.row(vertex);
+        for (index_t j = 0; j < dd.rows; ++j) {
+            if (j == vertex) continue;
+            const T* from = dd.row(j);
+            T* to = grad.row(j);
+            if (grad.col_stride == 1 && dd.col_stride == 1) {  // contiguous: vectorised
+                for (index_t d = 0; d < dd.cols; ++d) {
+                    to[d] += from[d];
+                    vertex_row[d] -= from[d];
+                }
+                continue;
+            }
+            for (index_t d = 0; d < dd.cols; ++d) {
+                to[d * grad.col_stride] += from[d * dd.col_stride];
+                vertex_row[d * grad.col_stride] -= from[d * dd.col_stride];
+            }
+        }
+    } else {
+        backend.for_each(directions.cols, vertex_scatter_kernel<T>{as_const(grad_directions), vertex, grad});
+    }
 }
 
 /// The N x N slice [i, :, :] of an N x N x N view.
