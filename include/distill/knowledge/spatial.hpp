@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstddef>
+#include <type_traits>
 #include <utility>
 
 #include "../losses/feature/common.hpp"
@@ -262,18 +263,32 @@ status check_map_pair(const char* method, const feature_args<T, Space>& a) noexc
 
 // ---------------------------------------------------------------- attention maps
 
-/// a(n, k) = (1/C) sum_c |f(n, c, k)|^p for k = y W + x (before the normalisation), one (n, k)
-/// per call (N K threads; neighbouring calls read neighbouring elements of each channel).
+/// A(n, y W + x) = (1/C) sum_c |f(n, c, y, x)|^p, one (n, y) row of the map per call: the channel
+/// loop is outside the loop over x, so the CPU reads W contiguous values per channel (p = 2 and
+/// p = 1 take loops without a pow). Every cell sums its channels in order, as a per-cell loop would.
 template <class T>
 struct attention_map_kernel {
     map_ref<const T> f;
     matrix_ref<T> a;
     T p;
-    DISTILL_HD void operator()(index_t idx) const noexcept {
-        const index_t n = idx / a.cols, k = idx % a.cols, y = k / f.w, x = k % f.w;
-        T sum = 0;
-        for (index_t ch = 0; ch < f.c; ++ch) sum += abs_power(f.at(n, ch, y, x), p);
-        entry(a, n, k) = sum / T(f.c);
+    DISTILL_HD void operator()(index_t row) const noexcept {
+        const index_t n = row / f.h, y = row % f.h, k0 = y * f.w;
+        T* out = a.row(n) + k0 * a.col_stride;
+        const index_t step = a.col_stride;
+        for (index_t x = 0; x < f.w; ++x) out[x * step] = T(0);
+        for (index_t ch = 0; ch < f.c; ++ch) {
+            const T* in = &f.at(n, ch, y, 0);
+            const index_t sw = f.sw;
+            if (p == T(2) && step == 1 && sw == 1) {  // dense rows: a loop the compiler vectorises
+                for (index_t x = 0; x < f.w; ++x) out[x] += in[x] * in[x];
+            } else if (p == T(2)) {
+                for (index_t x = 0; x < f.w; ++x) out[x * step] += in[x * sw] * in[x * sw];
+            } else {
+                for (index_t x = 0; x < f.w; ++x) out[x * step] += abs_power(in[x * sw], p);
+            }
+        }
+        const T inv_c = T(1) / T(f.c);
+        for (index_t x = 0; x < f.w; ++x) out[x * step] = out[x * step] * inv_c;
     }
 };
 
@@ -286,9 +301,29 @@ struct attention_map_vjp_kernel {
     map_ref<T> grad_f;
     T p;
     bool accumulate = false;
-    DISTILL_HD void operator()(index_t row) const noexcept {
-        const index_t y = row % f.h, ch = (row / f.h) % f.c, n = row / (f.h * f.c), k0 = y * f.w;
+    /// One (n, c) plane per call: H rows of W contiguous values on dense maps.
+    DISTILL_HD void operator()(index_t plane) const noexcept {
+        const index_t n = plane / f.c, ch = plane % f.c;
+        for (index_t y = 0; y < f.h; ++y) row(n, ch, y);
+    }
+    DISTILL_HD void row(index_t n, index_t ch, index_t y) const noexcept {
+        const index_t k0 = y * f.w;
         const T inv_c = T(1) / T(f.c);
+        if (p == T(2) && !accumulate) {  // the common case without a per-element branch on p
+            const T* g_row = grad_a.row(n) + k0 * grad_a.col_stride;
+            const T* in = &f.at(n, ch, y, 0);
+            T* out = &grad_f.at(n, ch, y, 0);
+            if (grad_f.sw == 1 && grad_a.col_stride == 1 && f.sw == 1 && out != in) {  // dense, distinct: vectorised
+                const T* DISTILL_RESTRICT g = g_row;
+                const T* DISTILL_RESTRICT x_in = in;
+                T* DISTILL_RESTRICT x_out = out;
+                for (index_t x = 0; x < f.w; ++x) x_out[x] = g[x] * (T(2) * x_in[x]) * inv_c;
+                return;
+            }
+            for (index_t x = 0; x < f.w; ++x)
+                out[x * grad_f.sw] = g_row[x * grad_a.col_stride] * (T(2) * in[x * f.sw]) * inv_c;
+            return;
+        }
         for (index_t x = 0; x < f.w; ++x) {
             const T g = entry(grad_a, n, k0 + x) * abs_power_derivative(f.at(n, ch, y, x), p) * inv_c;
             T& out = grad_f.at(n, ch, y, x);
@@ -300,7 +335,31 @@ struct attention_map_vjp_kernel {
 /// a = normalize_rows(attention map of f) into the dense N x K `a`; norm[n] = ||A_n|| (may be null).
 template <class Backend, class T>
 void attention_map_forward(const Backend& backend, map_ref<const T> f, T p, matrix_ref<T> a, T* norm) {
-    backend.for_each(a.rows * a.cols, attention_map_kernel<T>{f, a, p});
+    if constexpr (std::is_same_v<Backend, cpu_backend>) {
+        // The CPU walks one sample's rows in memory order (channel by channel), which the
+        // hardware prefetcher follows; one (n, y) row per thread suits a GPU.
+        backend.for_each(f.n, [&](index_t n) {
+            const bool dense = a.col_stride == 1 && f.sw == 1 && f.sh == f.w;
+            if (!dense || p != T(2)) {
+                const attention_map_kernel<T> k{f, a, p};
+                for (index_t y = 0; y < f.h; ++y) k(n * f.h + y);
+                return;
+            }
+            // Dense planes, p = 2: each channel's K values in one contiguous pass (the same
+            // per-cell order of channels as the kernel).
+            // Eigen's packet math vectorises these (GCC's -O2 vectoriser leaves loops with a
+            // remainder scalar).
+            using array_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+            using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+            const index_t k_cells = f.h * f.w;
+            array_map out(a.row(n), k_cells);
+            out.setZero();
+            for (index_t ch = 0; ch < f.c; ++ch) out += const_array_map(&f.at(n, ch, 0, 0), k_cells).square();
+            out *= T(1) / T(f.c);
+        });
+    } else {
+        backend.for_each(f.n * f.h, attention_map_kernel<T>{f, a, p});
+    }
     backend.for_each(a.rows, normalize_rows_kernel<T>{as_const(a), a, norm, normalize_eps<T>});
 }
 
@@ -310,7 +369,25 @@ template <class Backend, class T>
 void attention_map_backward(const Backend& backend, map_ref<const T> f, T p, matrix_ref<const T> a, const T* norm,
                             matrix_ref<T> grad_a, map_ref<T> grad_f, bool accumulate) {
     backend.for_each(a.rows, normalize_rows_vjp_kernel<T>{a, norm, as_const(grad_a), grad_a, normalize_eps<T>});
-    backend.for_each(f.n * f.c * f.h, attention_map_vjp_kernel<T>{f, as_const(grad_a), grad_f, p, accumulate});
+    if constexpr (std::is_same_v<Backend, cpu_backend>) {
+        // Dense planes, p = 2, distinct input and output: each (n, c) plane as one Eigen array
+        // expression (vectorised); the same products, in the same order, as the kernel.
+        const index_t k_cells = f.h * f.w;
+        const bool dense = p == T(2) && !accumulate && f.sw == 1 && f.sh == f.w && grad_f.sw == 1 && grad_f.sh == f.w &&
+                           grad_a.col_stride == 1 && static_cast<const T*>(grad_f.data) != f.data;
+        if (dense) {
+            using array_map = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+            using const_array_map = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+            const T inv_c = T(1) / T(f.c);
+            backend.for_each(f.n * f.c, [&](index_t plane) {
+                const index_t n = plane / f.c, ch = plane % f.c;
+                const_array_map g(grad_a.row(n), k_cells), in(&f.at(n, ch, 0, 0), k_cells);
+                array_map(&grad_f.at(n, ch, 0, 0), k_cells) = g * (T(2) * in) * inv_c;
+            });
+            return;
+        }
+    }
+    backend.for_each(f.n * f.c, attention_map_vjp_kernel<T>{f, as_const(grad_a), grad_f, p, accumulate});
 }
 
 // ---------------------------------------------------------------- batched matrix products
@@ -495,7 +572,7 @@ status attention_map_vjp(const Backend& backend, const F& features_tensor, const
     // The normalisation's VJP reads row n of a and of grad_out and writes dA_n over a_n.
     backend.for_each(n, detail::normalize_rows_vjp_kernel<T>{detail::as_const(a), norm, detail::to_matrix_ref(grad_out), a,
                                                              normalize_eps<T>});
-    backend.for_each(f.n * f.c * f.h,
+    backend.for_each(f.n * f.c,
                      detail::attention_map_vjp_kernel<T>{f, detail::as_const(a), detail::to_map_ref(grad_features), p});
     return {};
 }
