@@ -22,6 +22,7 @@
 #include "../core/status.hpp"
 #include "../core/view.hpp"
 #include "../detail/math.hpp"
+#include "../detail/simd.hpp"
 
 namespace distill {
 
@@ -276,6 +277,52 @@ T sum_over(const Backend& backend, index_t n, const F& f) {
 
 // ---------------------------------------------------------------- row L2 normalisation
 
+/// Contiguous row loops on row_value_t<T>: float_pack lanes for float on SIMD hosts (GCC's -O2
+/// vectoriser leaves loops with a remainder scalar), T itself elsewhere (double, nvcc, MCUs).
+/// sum_j a_j b_j.
+template <class T>
+DISTILL_HD inline T contiguous_dot(const T* a, const T* b, index_t n) noexcept {
+    using V = row_value_t<T>;
+    constexpr int w = lanes_v<V>;
+    V s0(T(0)), s1(T(0));
+    index_t j = 0;
+    for (; j + 2 * w <= n; j += 2 * w) {
+        s0 += load_lanes<V>(a + j, 1, w, T(0)) * load_lanes<V>(b + j, 1, w, T(0));
+        s1 += load_lanes<V>(a + j + w, 1, w, T(0)) * load_lanes<V>(b + j + w, 1, w, T(0));
+    }
+    for (; j + w <= n; j += w) s0 += load_lanes<V>(a + j, 1, w, T(0)) * load_lanes<V>(b + j, 1, w, T(0));
+    T sum = lane_sum(V(s0 + s1));
+    for (; j < n; ++j) sum += a[j] * b[j];
+    return sum;
+}
+/// out_j = factor (x_j - y_j c) (c = 0: a scaled copy); out may be x or y (each element is read
+/// before it is written).
+template <class T>
+DISTILL_HD inline void contiguous_scaled_residual(T* out, const T* x, const T* y, T c, T factor, index_t n) noexcept {
+    using V = row_value_t<T>;
+    constexpr int w = lanes_v<V>;
+    const V vc(c), vf(factor);
+    index_t j = 0;
+    for (; j + w <= n; j += w)
+        store_lanes<V>(out + j, 1, w, V(vf * (load_lanes<V>(x + j, 1, w, T(0)) - load_lanes<V>(y + j, 1, w, T(0)) * vc)));
+    for (; j < n; ++j) out[j] = factor * (x[j] - y[j] * c);
+}
+/// sum_j (a_j - b_j)^2.
+template <class T>
+DISTILL_HD inline T contiguous_squared_distance(const T* a, const T* b, index_t n) noexcept {
+    using V = row_value_t<T>;
+    constexpr int w = lanes_v<V>;
+    V s0(T(0));
+    index_t j = 0;
+    for (; j + w <= n; j += w) {
+        const V d = load_lanes<V>(a + j, 1, w, T(0)) - load_lanes<V>(b + j, 1, w, T(0));
+        s0 += d * d;
+    }
+    T sum = lane_sum(s0);
+    for (; j < n; ++j) sum += (a[j] - b[j]) * (a[j] - b[j]);
+    return sum;
+}
+
 /// sum_j a_j b_j over strided vectors, with four partial sums: a scalar chain of dependent adds
 /// runs at the adder's latency, four chains at its throughput (and the order is fixed, so every
 /// backend sums alike).
@@ -283,25 +330,7 @@ template <class T>
 DISTILL_HD inline T strided_dot(const T* a, index_t stride_a, const T* b, index_t stride_b, index_t n) noexcept {
     T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     index_t j = 0;
-    if (stride_a == 1 && stride_b == 1) {
-        // Contiguous: eight independent sums in two groups of four, which GCC and Clang turn
-        // into vector lanes (the order of the additions stays fixed).
-        T t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-        for (; j + 8 <= n; j += 8) {
-            s0 += a[j] * b[j];
-            s1 += a[j + 1] * b[j + 1];
-            s2 += a[j + 2] * b[j + 2];
-            s3 += a[j + 3] * b[j + 3];
-            t0 += a[j + 4] * b[j + 4];
-            t1 += a[j + 5] * b[j + 5];
-            t2 += a[j + 6] * b[j + 6];
-            t3 += a[j + 7] * b[j + 7];
-        }
-        s0 += t0;
-        s1 += t1;
-        s2 += t2;
-        s3 += t3;
-    }
+    if (stride_a == 1 && stride_b == 1) return contiguous_dot(a, b, n);
     for (; j + 4 <= n; j += 4) {
         s0 += a[j * stride_a] * b[j * stride_b];
         s1 += a[(j + 1) * stride_a] * b[(j + 1) * stride_b];
@@ -325,9 +354,8 @@ struct normalize_rows_kernel {
         const T* row = x.row(i);
         const T n = detail::sqrt(strided_dot(row, x.col_stride, row, x.col_stride, x.cols));
         const T inv = T(1) / (n > eps ? n : eps);
-        if (x.col_stride == 1 && y.col_stride == 1) {  // contiguous: a loop the compiler vectorises
-            T* out = y.row(i);
-            for (index_t j = 0; j < x.cols; ++j) out[j] = row[j] * inv;
+        if (x.col_stride == 1 && y.col_stride == 1) {  // contiguous: SIMD packs
+            contiguous_scaled_residual(y.row(i), row, row, T(0), inv, x.cols);
         } else {
             for (index_t j = 0; j < x.cols; ++j) entry(y, i, j) = entry(x, i, j) * inv;
         }
@@ -359,8 +387,7 @@ struct normalize_rows_vjp_kernel {
         const T* dyr = dy.row(i);
         T* dxr = dx.row(i);
         if (y.col_stride == 1 && dy.col_stride == 1 && dx.col_stride == 1 && !accumulate) {
-            const T factor = scale * inv;  // contiguous: a loop the compiler vectorises
-            for (index_t j = 0; j < y.cols; ++j) dxr[j] = factor * (dyr[j] - yr[j] * dot);
+            contiguous_scaled_residual(dxr, dyr, yr, dot, scale * inv, y.cols);  // contiguous: SIMD packs
             return;
         }
         for (index_t j = 0; j < y.cols; ++j) {

@@ -46,24 +46,8 @@ struct sp_row_kernel {
     DISTILL_HD void operator()(index_t i) const noexcept {
         const T* s = student.row(i);  // rows of the dense workspace matrices: contiguous
         T* t = teacher.row(i);
-        // Two loops the compiler vectorises: the squared differences with eight partial sums
-        // (independent chains), then the upstream gradient over S^t.
-        constexpr int lanes = 8;
-        T partial[lanes] = {};
-        index_t j = 0;
-        for (; j + lanes <= student.cols; j += lanes)
-            for (int l = 0; l < lanes; ++l) {
-                const T d = s[j + l] - t[j + l];
-                partial[l] += d * d;
-            }
-        for (; j < student.cols; ++j) {
-            const T d = s[j] - t[j];
-            partial[0] += d * d;
-        }
-        T sum = 0;
-        for (int l = 0; l < lanes; ++l) sum += partial[l];
-        if (want_grad)
-            for (index_t k = 0; k < student.cols; ++k) t[k] = upstream_scale * (s[k] - t[k]);
+        const T sum = contiguous_squared_distance(s, t, student.cols);  // SIMD packs for float
+        if (want_grad) contiguous_scaled_residual(t, s, t, T(1), upstream_scale, student.cols);
         if (want_grad)
             normalize_rows_vjp_kernel<T>{student, student_norm, as_const(teacher), teacher, normalize_eps<T>}(i);
         row_loss[i] = sum;
