@@ -73,8 +73,39 @@ void compare(const char* method, const Fn& fn, const Options& opts, const pair_t
 int main() {
     int devices = 0;
     const bool has_gpu = cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
-    const pair_tensor embed_s({6, 20}, 1, has_gpu), embed_t({6, 12}, 2, has_gpu);
+    const pair_tensor embed_s({6, 20}, 1, has_gpu), embed_t({6, 12}, 2, has_gpu), same_t({6, 20}, 3, has_gpu);
+    const pair_tensor maps_s({4, 3, 8, 6}, 4, has_gpu), maps_t({4, 5, 4, 3}, 5, has_gpu), maps_same({4, 3, 8, 6}, 6, has_gpu);
     compare("sp", distill::sp, distill::sp_float_options{}, embed_s, embed_t, has_gpu);
+    compare("rkd", distill::rkd, distill::rkd_float_options{}, embed_s, embed_t, has_gpu);
+    compare("pkt", distill::pkt, distill::pkt_float_options{}, embed_s, embed_t, has_gpu);
+    compare("cc", distill::cc, distill::cc_float_options{}, embed_s, embed_t, has_gpu);
+    compare("cc_repdistiller", distill::cc_repdistiller, distill::cc_repdistiller_float_options{}, embed_s, same_t, has_gpu);
+    compare("hint", distill::hint, distill::hint_float_options{}, maps_s, maps_same, has_gpu);
+    compare("at", distill::at, distill::at_float_options{}, maps_s, maps_t, has_gpu);
+    compare("factor", distill::factor, distill::factor_float_options{}, maps_s, maps_t, has_gpu);
+    compare("nst", distill::nst, distill::nst_float_options{}, maps_s, maps_t, has_gpu);
+    // vid (alpha) and the layered methods: compiled for the device here, run where a GPU exists.
+    const pair_tensor alpha({3}, 7, has_gpu);
+    const std::vector<distill::any_view<const float>> host_layers_s{maps_s.host_view(), maps_same.host_view()},
+        host_layers_t{maps_same.host_view(), maps_s.host_view()};
+    const auto vid_host = distill::vid(maps_s.host_view(), maps_same.host_view(), alpha.host_view(), distill::vid_float_options{});
+    const auto ab_host = distill::ab(host_layers_s, host_layers_t, distill::ab_float_options{});
+    const auto fsp_host = distill::fsp(host_layers_s, host_layers_t, distill::fsp_float_options{});
+    if (has_gpu) {
+        const std::vector<distill::any_view<const float, distill::device_space>> layers_s{maps_s.device_view(), maps_same.device_view()},
+            layers_t{maps_same.device_view(), maps_s.device_view()};
+        const auto vid_dev = distill::vid(maps_s.device_view(), maps_same.device_view(), alpha.device_view(), distill::vid_float_options{});
+        const auto ab_dev = distill::ab(layers_s, layers_t, distill::ab_float_options{});
+        const auto fsp_dev = distill::fsp(layers_s, layers_t, distill::fsp_float_options{});
+        const double losses[3][2] = {{vid_host.loss, vid_dev.loss}, {ab_host.loss, ab_dev.loss}, {fsp_host.loss, fsp_dev.loss}};
+        const char* names[3] = {"vid", "ab", "fsp"};
+        for (int m = 0; m < 3; ++m) {
+            const bool ok = std::fabs(losses[m][0] - losses[m][1]) <= 1e-4 * std::fmax(1.0, std::fabs(losses[m][0]));
+            std::printf("%-16s loss %.6f  |gpu - cpu| %.2e  %s\n", names[m], losses[m][0], std::fabs(losses[m][0] - losses[m][1]),
+                        ok ? "ok" : "FAILED");
+            failures += !ok;
+        }
+    }
     if (!has_gpu) {
         std::printf("no CUDA device: the feature methods compiled for sm_90; values not checked (skipped)\n");
         return skipped;
