@@ -153,10 +153,10 @@ struct vertex_direction_kernel {
             // Contiguous: the differences into U's row, their norm, the scaling: three loops
             // the compiler vectorises (the same values as the strided loop below).
             T* out = u.row(j);
-            for (index_t d = 0; d < e.cols; ++d) out[d] = point[d] - origin[d];
-            const T n = detail::sqrt(strided_dot(out, index_t{1}, out, index_t{1}, e.cols));
+            contiguous_scaled_residual(out, point, origin, T(1), T(1), e.cols);  // point - origin
+            const T n = detail::sqrt(contiguous_dot(out, out, e.cols));
             const T inv = T(1) / (n > eps ? n : eps);
-            for (index_t d = 0; d < e.cols; ++d) out[d] *= inv;
+            contiguous_scaled_residual(out, out, out, T(0), inv, e.cols);
             norm[j] = n;
             return;
         }
@@ -256,11 +256,9 @@ void angle_vertex_backward(const Backend& backend, index_t vertex, matrix_ref<co
             if (j == vertex) continue;
             const T* from = dd.row(j);
             T* to = grad.row(j);
-            if (grad.col_stride == 1 && dd.col_stride == 1) {  // contiguous: vectorised
-                for (index_t d = 0; d < dd.cols; ++d) {
-                    to[d] += from[d];
-                    vertex_row[d] -= from[d];
-                }
+            if (grad.col_stride == 1 && dd.col_stride == 1) {  // contiguous: SIMD packs
+                contiguous_scaled_residual(to, to, from, T(-1), T(1), dd.cols);                  // to + from
+                contiguous_scaled_residual(vertex_row, vertex_row, from, T(1), T(1), dd.cols);  // vertex - from
                 continue;
             }
             for (index_t d = 0; d < dd.cols; ++d) {

@@ -125,25 +125,27 @@ struct rkd_angle_rows_kernel {
             // Contiguous rows (the workspace slices): branch-free selects the compiler vectorises.
             T* a = student_then_grad.row(j);
             const T* b = teacher.row(j);
-            constexpr int lanes = 8;  // eight partial sums: independent chains the compiler turns into lanes
-            T partial[lanes] = {};
+            using V = row_value_t<T>;  // SIMD packs for float on the host
+            constexpr int w = lanes_v<V>;
+            V partial(T(0));
             index_t k = 0;
-            for (; k + lanes <= teacher.cols; k += lanes)
-                for (int l = 0; l < lanes; ++l) {
-                    const T d = a[k + l] - b[k + l];
-                    const T abs_d = d < T(0) ? -d : d;
-                    const bool inner = abs_d < T(1);
-                    partial[l] += inner ? T(0.5) * d * d : abs_d - T(0.5);
-                    if (want_grad) a[k + l] = scale * (inner ? d : (d > T(0) ? T(1) : T(-1)));
-                }
+            for (; k + w <= teacher.cols; k += w) {
+                const V d = load_lanes<V>(a + k, 1, w, T(0)) - load_lanes<V>(b + k, 1, w, T(0));
+                const V abs_d = select(d < V(T(0)), V(-d), d);
+                const auto inner = abs_d < V(T(1));
+                partial += select(inner, V(V(T(0.5)) * d * d), V(abs_d - V(T(0.5))));
+                if (want_grad)
+                    store_lanes<V>(a + k, 1, w,
+                                   V(V(scale) * select(inner, d, select(d > V(T(0)), V(T(1)), V(T(-1))))));
+            }
+            sum = lane_sum(partial);
             for (; k < teacher.cols; ++k) {
                 const T d = a[k] - b[k];
                 const T abs_d = d < T(0) ? -d : d;
                 const bool inner = abs_d < T(1);
-                partial[0] += inner ? T(0.5) * d * d : abs_d - T(0.5);
+                sum += inner ? T(0.5) * d * d : abs_d - T(0.5);
                 if (want_grad) a[k] = scale * (inner ? d : (d > T(0) ? T(1) : T(-1)));
             }
-            for (int l = 0; l < lanes; ++l) sum += partial[l];
             loss_rows[j] += sum;
             return;
         }
