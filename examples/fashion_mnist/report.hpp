@@ -164,7 +164,7 @@ inline void write_svg(const std::string& path, const std::vector<epoch_record>& 
     const double W = 820, H = 480, left = 60, right = 150, top = 40, bottom = 50;
     const double pw = W - left - right, ph = H - top - bottom;
     auto x_of = [&](double epoch) { return left + pw * (max_epoch > 1 ? (epoch - 1) / (max_epoch - 1) : 0.5); };
-    auto y_of = [&](double acc) { return top + ph * (1 - (std::clamp(acc, lo, hi) - lo) / (hi - lo)); };
+    auto y_of = [&](double acc) { return top + ph * (1 - (acc - lo) / (hi - lo)); };  // clipped to the plot below
     static const char* colors[] = {"#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
@@ -208,13 +208,16 @@ inline void write_svg(const std::string& path, const std::vector<epoch_record>& 
         out << buf;
         legend_y += 18;
     }
-    // One polyline per method.
+    // One polyline per method, clipped to the plot area (the first epochs fall below it).
+    std::snprintf(buf, sizeof buf, "<clipPath id=\"plot\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n",
+                  left, top, pw, ph);
+    out << buf;
     int k = 0;
     for (const auto& name : order) {
         const auto it = curves.find(name);
         if (it == curves.end()) continue;
         const char* color = colors[k++ % 11];
-        out << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"" << (name == "scratch" ? 2.5 : 1.5)
+        out << "<polyline clip-path=\"url(#plot)\" fill=\"none\" stroke=\"" << color << "\" stroke-width=\"" << (name == "scratch" ? 2.5 : 1.5)
             << "\" points=\"";
         for (const auto& [epoch, mean] : it->second) {
             std::snprintf(buf, sizeof buf, "%.1f,%.1f ", x_of(epoch), y_of(mean));
