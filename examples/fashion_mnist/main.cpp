@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -508,6 +509,9 @@ int run(const config& c) {
                     "some of what it learnt from the rest. On identical data (teacher and student trained on the same\n"
                     "images), distillation does not help small MLPs: measured for this demo with PyTorch, no method beat\n"
                     "the scratch student beyond seed noise, and KD with T=4, alpha=0.9 was 1.2 points worse.\n", c.labelled);
+        if (c.transfer_set)
+            std::printf("With --transfer-set each distilled student also saw the other %ld images, unlabelled, through the\n"
+                        "teacher's outputs (the scratch student cannot use them).\n", p.unlabelled);
         std::printf("Checks: the teacher beats the scratch student: %s", teacher_info.test_accuracy * 100 > base.mean ? "yes" : "NO");
         if (kd_ran) std::printf("; kd's gain is more than twice the larger seed std: %s", kd_clear ? "yes" : "NO");
         std::printf("\n");
