@@ -12,6 +12,7 @@
 #include "core/status.hpp"
 #include "core/tensor.hpp"
 #include "core/view.hpp"
+#include "process/schedule.hpp"
 #include "losses/response/driver.hpp"
 #include "losses/response/kd.hpp"
 #include "losses/response/kd_topk.hpp"

@@ -5,6 +5,7 @@
 // as_matrix, and the CPU backend's traits. Includes nothing but <distill/distill.hpp>,
 // so it also proves the core builds without Eigen, xtensor or Thrust.
 #include "test_support.hpp"
+#include "process/schedules.hpp"
 
 #include <array>
 #include <functional>
