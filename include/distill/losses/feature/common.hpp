@@ -189,7 +189,8 @@ status check_feature_aliasing(const char* method, const feature_args<T, Space>& 
     for (const auto& v : o.knowledge_student_layers) outs.add("knowledge_student_layers", range_of(v));
     for (const auto& v : o.knowledge_teacher_layers) outs.add("knowledge_teacher_layers", range_of(v));
     if (ins.overflow || outs.overflow)
-        return method_error(errc::shape_mismatch, method, "layers").text("at most 30 layers per network are supported");
+        return method_error(errc::shape_mismatch, method, "layers")
+            .text("too many layers: a call takes at most 64 input and 64 output tensors (about 20 layers with every output)");
     for (int i = 0; i < outs.count; ++i) {
         for (int j = 0; j < ins.count; ++j)
             if (outs.ranges[i].overlaps(ins.ranges[j]))
