@@ -166,10 +166,6 @@ struct feature_method<basic_at_options<Real>> {
         return {2, {a.student.extent(0), detail::normalized_map_loss::length(detail::normalized_map_kind::attention, a.student, a.teacher)}};
     }
     template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
-    }
-    template <class T, class Space>
     static std::size_t workspace_bytes(const options&, const feature_args<T, Space>& a) noexcept {
         return detail::normalized_map_loss::workspace_values(detail::normalized_map_kind::attention, a.student, a.teacher) * sizeof(T);
     }

@@ -89,18 +89,11 @@ struct feature_method<basic_cc_options<Real>> {
         if (std::floor(opts.p_order) != opts.p_order)
             return detail::method_error(errc::invalid_parameter, name, "p_order").text("p_order = ")
                 .real(static_cast<double>(opts.p_order)).text(" must be an integer");
-        if (status s = detail::check_feature_pair(name, a, 2, max_dynamic_rank); !s) return s;
-        detail::matrix_ref<const T> f;
-        if (status s = detail::flatten_input(name, "student", a.student, f); !s) return s;
-        return detail::flatten_input(name, "teacher", a.teacher, f);
+        return detail::check_flattened_pair(name, a);
     }
     template <class T, class Space>
     static knowledge_shape knowledge(const options&, const feature_args<T, Space>& a, int) noexcept {
         return {2, {a.student.extent(0), a.student.extent(0)}};
-    }
-    template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
     }
     template <class T, class Space>
     static std::size_t workspace_bytes(const options&, const feature_args<T, Space>& a) noexcept {

@@ -82,10 +82,6 @@ struct feature_method<basic_cc_repdistiller_options<Real>> {
         return {};
     }
     template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
-    }
-    template <class T, class Space>
     static std::size_t workspace_bytes(const options&, const feature_args<T, Space>&) noexcept {
         return 0;
     }

@@ -117,6 +117,16 @@ status flatten_input(const char* method, const char* name, const any_view<const 
     return {};
 }
 
+/// student and teacher of any rank >= 2 whose samples flatten to rows (check_feature_pair, then
+/// flatten_input on both): the input rule of the methods that compare batch relations.
+template <class T, class Space>
+status check_flattened_pair(const char* method, const feature_args<T, Space>& a) noexcept {
+    if (status s = check_feature_pair(method, a, 2, max_dynamic_rank); !s) return s;
+    matrix_ref<const T> rows;
+    if (status s = flatten_input(method, "student", a.student, rows); !s) return s;
+    return flatten_input(method, "teacher", a.teacher, rows);
+}
+
 /// A real parameter that must be finite and >= lower (or > lower when strict).
 template <class R>
 status check_parameter(const char* method, const char* name, R value, R lower, bool strict = false) noexcept {

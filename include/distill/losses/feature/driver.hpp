@@ -7,7 +7,7 @@
 //   static constexpr feature_form form;           pair, pair_with_alpha (vid) or layers (ab, fsp)
 //   check_inputs(backend, opts, args) -> status   parameters and the method's shape rules
 //   knowledge(opts, args, layer) -> knowledge_shape   shape of knowledge outputs (rank -1: none)
-//   knowledge_layers(opts, args) -> int           layered knowledge outputs (fsp: L - 1), else 0
+//   knowledge_layers(opts, args) -> int           layers form only: layered knowledge outputs (fsp: L - 1, ab: 0)
 //   workspace_bytes(opts, args) -> size_t         scratch of the run step
 //   run(backend, opts, args, outs, ws)            the computation, on checked arguments
 //

@@ -185,10 +185,6 @@ struct feature_method<basic_hint_options<Real>> {
         return {};
     }
     template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
-    }
-    template <class T, class Space>
     static std::size_t workspace_bytes(const options&, const feature_args<T, Space>&) noexcept {
         return 0;
     }

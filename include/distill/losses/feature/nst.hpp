@@ -109,10 +109,6 @@ struct feature_method<basic_nst_options<Real>> {
         return {};
     }
     template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
-    }
-    template <class T, class Space>
     static std::size_t workspace_bytes(const options&, const feature_args<T, Space>& a) noexcept {
         return detail::nst_plan::of(a.student, a.teacher).workspace_values() * sizeof(T);
     }

@@ -196,10 +196,6 @@ struct feature_method<basic_rkd_options<Real>> {
         return {2, {a.student.extent(0), a.student.extent(0)}};
     }
     template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
-    }
-    template <class T, class Space>
     static std::size_t workspace_bytes(const options& opts, const feature_args<T, Space>& a) noexcept {
         detail::matrix_ref<const T> fs, ft;
         detail::flatten_rows(a.student, fs);

@@ -133,10 +133,6 @@ struct feature_method<basic_vid_options<Real>> {
         return {};
     }
     template <class T, class Space>
-    static int knowledge_layers(const options&, const feature_args<T, Space>&) noexcept {
-        return 0;
-    }
-    template <class T, class Space>
     static std::size_t workspace_bytes(const options&, const feature_args<T, Space>& a) noexcept {
         const auto n = static_cast<std::size_t>(a.student.extent(0)), c = static_cast<std::size_t>(a.student.extent(1));
         return (c + n * c) * sizeof(T);
