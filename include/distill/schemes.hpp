@@ -1,0 +1,6 @@
+// distill/schemes.hpp: the teacher-student schemes (docs/schemes.md), built on the losses of
+// <distill/distill.hpp>: multi-teacher ensembles, online / mutual learning, self-distillation,
+// the teacher-assistant chain. Needs nothing beyond the core.
+#pragma once
+
+#include "distill.hpp"
