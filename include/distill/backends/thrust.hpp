@@ -26,6 +26,7 @@
 #include <thrust/host_vector.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/reduce.h>
+#include <thrust/transform.h>
 #include <thrust/transform_reduce.h>
 
 #include <cstddef>
@@ -37,6 +38,13 @@
 namespace distill {
 
 namespace detail {
+/// x + value (accumulating a reduced d/dT into device memory).
+template <class T>
+struct add_constant {
+    T value;
+    DISTILL_HD T operator()(T x) const noexcept { return x + value; }
+};
+
 /// for_each body: runs the row kernel and stores its result for the reduction.
 template <class T, class Kernel>
 struct thrust_row_writer {
@@ -78,7 +86,7 @@ struct thrust_backend {
 
     template <class T, class Kernel>
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
-                  workspace ws) const {
+                  workspace ws, bool accumulate = false) const {
         T* scratch = static_cast<T*>(ws.data);
         detail::vector_ref<T> per_row_loss = loss;
         if (red != reduction::none) {
@@ -94,7 +102,8 @@ struct thrust_backend {
         }
         if (dtemperature) {
             const T total = thrust::reduce(policy, per_row_dtemperature, per_row_dtemperature + n, T(0));
-            thrust::fill_n(policy, dtemperature, 1, total);
+            if (accumulate) thrust::transform(policy, dtemperature, dtemperature + 1, dtemperature, detail::add_constant<T>{total});
+            else thrust::fill_n(policy, dtemperature, 1, total);
         }
     }
 

@@ -146,10 +146,11 @@ struct cpu_backend {
     }
 
     /// Runs kernel(i) for every row; writes the reduced loss (one value, or one per row for
-    /// reduction none) to `loss` and, when `dtemperature` is not null, the summed d/dT there.
+    /// reduction none) to `loss` and, when `dtemperature` is not null, the summed d/dT there
+    /// (added to what is there when `accumulate`).
     template <class T, class Kernel>
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
-                  workspace) const noexcept {
+                  workspace, bool accumulate = false) const noexcept {
         row_result<T> total{};
         const auto row = [&](index_t i, row_result<T>& sum) {
             const row_result<T> r = kernel(i);
@@ -172,7 +173,7 @@ struct cpu_backend {
             for (index_t i = 0; i < n; ++i) row(i, total);
         }
         if (red != reduction::none) loss[0] = total.value;
-        if (dtemperature) *dtemperature = total.dtemperature;
+        if (dtemperature) *dtemperature = accumulate ? *dtemperature + total.dtemperature : total.dtemperature;
     }
 
     /// Reads one element of a view's memory on the host.

@@ -167,38 +167,46 @@ DISTILL_FORCE_INLINE float_pack exp2_integer(float_pack n) noexcept {
 }
 
 /// exp(x) for every lane: n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2], then
-/// exp(r) by its degree-7 Taylor-Cephes polynomial (about 1 ulp) and 2^n from the exponent bits.
+/// exp(r) by a degree-6 minimax polynomial (about 1 ulp) and 2^n from the exponent bits.
 /// 0 below -87.3 (and for -inf), +inf above 88.7, nan for nan (nan flows through every step).
 DISTILL_FORCE_INLINE float_pack exp(float_pack x) noexcept {
     const float_pack xc = max_of(float_pack(-87.3f), select(x > float_pack(88.7f), float_pack(88.7f), x));
     // round(x / ln 2) with the 1.5 * 2^23 trick (exact for |x / ln 2| < 2^22, no -ffast-math needed)
     const float_pack n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float_pack r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float_pack p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
+    float_pack p = 1.3819487067e-3f;  // 1 + r + r^2 p(r): minimax on [-ln2/2, ln2/2], 3e-9 relative
+    p = p * r + 8.3687063307e-3f;
+    p = p * r + 4.1668299586e-2f;
+    p = p * r + 1.6666521132e-1f;
+    p = p * r + 4.9999994040e-1f;
     const float_pack y = (p * (r * r) + r + 1.0f) * exp2_integer(n);
     return select(x < float_pack(-87.3f), float_pack(0.0f),
                   select(x > float_pack(88.7f), float_pack(std::numeric_limits<float>::infinity()), y));
 }
 
 /// exp(x) for x <= 0 (or -inf, or nan): the exp of the softmax passes, whose arguments are
-/// logits minus their row maximum or log-probabilities. Skips exp's overflow handling.
+/// logits minus their row maximum or log-probabilities. Skips exp's overflow handling, and its
+/// underflow costs no extra select: below -88, n = -127 builds the bit pattern 0, so the result
+/// is exactly 0 (-inf included; results under 2^-126, denormals, flush to 0). nan stays nan.
 DISTILL_FORCE_INLINE float_pack exp_nonpositive(float_pack x) noexcept {
-    const float_pack xc = max_of(float_pack(-87.3f), x);
-    const float_pack n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    // k = x / ln 2 + 1.5 * 2^23 + 127: its low mantissa bits hold round(x / ln 2) + 127, the
+    // biased exponent of 2^n, which a shift by 23 moves into place (the higher bits fall off).
+    constexpr float shifter = 12582912.0f + 127.0f;
+    const float_pack xc = max_of(float_pack(-88.0f), x);
+    const float_pack k = xc * 1.44269504088896341f + shifter;
+    const float_pack n = k - shifter;
     const float_pack r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float_pack p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float_pack y = (p * (r * r) + r + 1.0f) * exp2_integer(n);
-    return select(x < float_pack(-87.3f), float_pack(0.0f), y);
+    float_pack p = 1.3819487067e-3f;  // 1 + r + r^2 p(r): minimax on [-ln2/2, ln2/2], 3e-9 relative
+    p = p * r + 8.3687063307e-3f;
+    p = p * r + 4.1668299586e-2f;
+    p = p * r + 1.6666521132e-1f;
+    p = p * r + 4.9999994040e-1f;
+    float_mask::native bits;
+    std::memcpy(&bits, &k.v, sizeof bits);
+    bits = bits << 23;
+    float_pack two_n;
+    std::memcpy(&two_n.v, &bits, sizeof bits);
+    return (p * (r * r) + r + 1.0f) * two_n;
 }
 
 /// log(x) for every lane (Cephes logf: frexp, degree-8 polynomial): -inf at 0, nan below 0.
@@ -295,6 +303,53 @@ struct compensated_sum {
         const V t = sum + y;
         lost = (t - sum) - y;
         sum = t;
+    }
+};
+
+/// Asks the cache for the line holding p (host SIMD builds; a no-op elsewhere). The row kernels
+/// fetch the next row while they compute on the current one, which is then in cache: without it,
+/// a row's first pass waits on memory while its compute-bound passes leave the memory bus idle.
+template <class T>
+DISTILL_HD DISTILL_FORCE_INLINE void prefetch(const T* p) noexcept {
+#if DISTILL_SIMD && !defined(__CUDA_ARCH__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+}
+
+/// body(c, count) for the packs of a row of `cols` elements: full packs (count == lanes, a
+/// constant once inlined, so their loads and stores need no length) then one partial pack.
+template <class V, class Body>
+DISTILL_HD DISTILL_FORCE_INLINE void for_each_pack(index_t cols, Body&& body) noexcept {
+    constexpr int lanes = lanes_v<V>;
+    index_t c = 0;
+    for (; c + lanes <= cols; c += lanes) body(c, lanes);
+    if constexpr (lanes > 1)
+        if (c < cols) body(c, static_cast<int>(cols - c));
+}
+
+/// Sum of many positive terms: plain sums over blocks of `block` values, each block added to a
+/// compensated sum. Nearly the accuracy of compensating every addition (a block's plain sum of
+/// 16 terms per lane loses ~4 ulp of the block), for a fraction of its cost.
+template <class V, int block = 16>
+struct blocked_sum {
+    compensated_sum<V> total;
+    V part = V(0);
+    int filled = 0;
+    DISTILL_HD DISTILL_FORCE_INLINE void add(V x) noexcept {
+        part += x;
+        if (++filled == block) {
+            total.add(part);
+            part = V(0);
+            filled = 0;
+        }
+    }
+    /// The sum over every lane.
+    DISTILL_HD auto value() const noexcept {
+        compensated_sum<V> t = total;
+        t.add(part);
+        return lane_sum(t.sum) - lane_sum(t.lost);
     }
 };
 

@@ -69,11 +69,12 @@ struct ce_row_kernel {
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
         const index_t cg = ctx.grad.col_stride;
         T centred_sum = 0;  // sum_c (s_c - max), needed only when eps > 0
+        const T gscale = w * ctx.grad_factor;
         if (g || smoothing > T(0)) {
             for (index_t c = 0; c < cols; ++c) {
                 const T ds = s[c * cs] - max_s;
                 if (smoothing > T(0)) centred_sum += ds;
-                if (g) g[c * cg] = w * (detail::exp(ds - log_sum) - uniform - (c == y ? hard : T(0)));
+                if (g) ctx.put_grad(g[c * cg], gscale * (detail::exp(ds - log_sum) - uniform - (c == y ? hard : T(0))));
             }
         }
         // A zero factor drops its term, so that eps = 0 or eps = 1 never forms 0 * inf.

@@ -35,6 +35,12 @@ struct response_outputs {
     any_view<T, Space> loss;                ///< 1 value (batchmean, sum) or N (none)
     any_view<T, Space> grad_student{};      ///< optional, N x C: d(sum of loss)/d student
     any_view<T, Space> grad_temperature{};  ///< optional, 1 value: d(sum of loss)/d temperature
+    /// The gradients written are those of grad_scale * loss (a term's weight in an objective); the
+    /// loss output itself is not scaled. Finite.
+    T grad_scale = T(1);
+    /// Add the gradients into grad_student and grad_temperature instead of overwriting them, so
+    /// that the terms of an objective accumulate into one buffer with no copy.
+    bool accumulate = false;
 };
 
 namespace detail {
@@ -234,6 +240,9 @@ status check_outputs(const char* method, const response_args<T, Space, Label>& a
                 .shape(a.student.extents(), 2);
     }
     if (status s = check_output_size(method, "grad_temperature", o.grad_temperature, 1, false); !s) return s;
+    if (!is_finite(o.grad_scale))
+        return method_error(errc::invalid_parameter, method, "grad_scale").text("grad_scale = ").real(static_cast<double>(o.grad_scale))
+            .text(" is not finite");
 
     const address_range outs[] = {range_of(o.loss), range_of(o.grad_student), range_of(o.grad_temperature)};
     const char* out_names[] = {"loss", "grad_student", "grad_temperature"};

@@ -265,6 +265,8 @@ struct dist_gradient_kernel {
     matrix_ref<T> grad;  ///< absent when only d loss / d T is requested
     bool with_intra;     ///< gamma != 0: the column passes ran
     bool want_dtemperature;
+    T grad_factor = T(1);     ///< response_outputs::grad_scale
+    bool accumulate = false;  ///< add the gradient row to grad
 
     /// d loss / d Y^s_ic (G) and, when wanted, d loss / d Y^t_ic (H) at probabilities p, q.
     DISTILL_HD void partials(index_t i, index_t c, T p, T q, T& g, T& h) const noexcept {
@@ -311,7 +313,9 @@ struct dist_gradient_kernel {
                 const T p = row.student_probability(c), q = row.teacher_probability(c);
                 T g, h = 0;
                 partials(i, c, p, q, g, h);
-                out[c * grad.col_stride] = p * (g - student_dot) * st.inv_tau;
+                const T value = p * (g - student_dot) * (st.inv_tau * grad_factor);
+                T& o = out[c * grad.col_stride];
+                o = accumulate ? o + value : value;
             }
         }
         if (!want_dtemperature) return {};
@@ -324,8 +328,9 @@ template <class T>
 struct dist_result_writer {
     T loss, dtemperature;
     T* dtemperature_out;  ///< null when not requested
+    bool accumulate;      ///< add d/dT to *dtemperature_out
     DISTILL_HD row_result<T> operator()(index_t) const noexcept {
-        if (dtemperature_out) *dtemperature_out = dtemperature;
+        if (dtemperature_out) *dtemperature_out = accumulate ? *dtemperature_out + dtemperature : dtemperature;
         return {loss, T(0)};
     }
 };
@@ -475,13 +480,15 @@ status run(const Backend& backend, const basic_dist_options<Real>& opts, const r
     if (outs.grad_student.bound() || want_dtemperature) {
         detail::dist_launch(backend, n,
                             detail::dist_gradient_kernel<T>{st, detail::to_matrix_ref(outs.grad_student), with_intra,
-                                                            want_dtemperature},
+                                                            want_dtemperature, outs.grad_scale, outs.accumulate},
                             st.scratch.row_value);
-        if (want_dtemperature) dtemperature = T(2) * loss / tau + detail::dist_sum(backend, n, st.scratch.row_value);
+        if (want_dtemperature)
+            dtemperature = outs.grad_scale * (T(2) * loss / tau + detail::dist_sum(backend, n, st.scratch.row_value));
     }
     detail::dist_launch(backend, index_t{1},
                         detail::dist_result_writer<T>{loss, dtemperature,
-                                                      want_dtemperature ? outs.grad_temperature.data() : nullptr},
+                                                      want_dtemperature ? outs.grad_temperature.data() : nullptr,
+                                                      outs.accumulate},
                         outs.loss.data());
     return {};
 }

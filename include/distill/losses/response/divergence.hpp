@@ -79,43 +79,86 @@ struct online_logsumexp {
 template <class T>
 struct softmax_pair_stats {
     T max_s, max_t, log_sum_s, log_sum_t, log_ratio;
+    T sum_s, sum_t;          ///< sums of exp(s - max_s), exp(t - max_t)
     T inv_sum_s, inv_sum_t;  ///< ps = exp(s - max_s) * inv_sum_s, pt = exp(t - max_t) * inv_sum_t
 };
+
+/// s' = x * scale with scale > 0: the tempered logit (max(s') = scale * max(x)).
+template <class T>
+struct row_scaling {
+    T scale = 1;
+    template <class V>
+    DISTILL_HD constexpr V operator()(V x) const noexcept {
+        return x * scale;
+    }
+};
+template <class F>
+inline constexpr bool is_row_scaling_v = false;
+template <class T>
+inline constexpr bool is_row_scaling_v<row_scaling<T>> = true;
 
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
 /// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When
 /// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
-/// gradient row, so that the next pass gets ps by a multiplication instead of another exp.
+/// gradient row, so that the next pass gets ps by a multiplication instead of another exp. When
+/// `next_s` / `next_t` are not null (contiguous rows on the host), the second pass also prefetches
+/// the next row's lines, so that its first pass reads from cache.
 template <class V, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
-                                                         index_t ce = 1) noexcept {
-    constexpr int lanes = lanes_v<V>;
+                                                         index_t ce = 1, const T* next_s = nullptr,
+                                                         const T* next_t = nullptr) noexcept {
     const T pad = -infinity_v<T>;  // lanes past the row's end: exp(-inf) = 0
     V max_s = V(lowest<T>()), max_t = V(lowest<T>());
-    for (index_t c = 0; c < cols; c += lanes) {
-        const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
-        max_s = max_of(max_s, fs(load_lanes<V>(s + c * cs, cs, count, pad)));
-        max_t = max_of(max_t, ft(load_lanes<V>(t + c * ct, ct, count, pad)));
-    }
     softmax_pair_stats<T> r;
-    r.max_s = lane_max(max_s);
-    r.max_t = lane_max(max_t);
-    compensated_sum<V> sum_s, sum_t;
-    for (index_t c = 0; c < cols; c += lanes) {
-        const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+    if constexpr (is_row_scaling_v<FS> && is_row_scaling_v<FT>) {
+        // The maxima of the raw rows, scaled once (x -> x * scale is increasing).
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            max_s = max_of(max_s, load_lanes<V>(s + c * cs, cs, count, pad));
+            max_t = max_of(max_t, load_lanes<V>(t + c * ct, ct, count, pad));
+        });
+        r.max_s = max_of(lowest<T>(), fs(lane_max(max_s)));  // as the maximum of fs(x) and lowest
+        r.max_t = max_of(lowest<T>(), ft(lane_max(max_t)));
+    } else {
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            max_s = max_of(max_s, fs(load_lanes<V>(s + c * cs, cs, count, pad)));
+            max_t = max_of(max_t, ft(load_lanes<V>(t + c * ct, ct, count, pad)));
+        });
+        r.max_s = lane_max(max_s);
+        r.max_t = lane_max(max_t);
+    }
+    blocked_sum<V> sum_s, sum_t;
+    for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+        if (next_s) prefetch(next_s + c);
+        if (next_t) prefetch(next_t + c);
         const V es = exp_nonpositive(fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s);
         if (student_exp) store_lanes(student_exp + c * ce, ce, count, es);
         sum_s.add(es);
         sum_t.add(exp_nonpositive(ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t));
-    }
-    const T total_s = lane_sum(sum_s.sum) - lane_sum(sum_s.lost), total_t = lane_sum(sum_t.sum) - lane_sum(sum_t.lost);
+    });
+    const T total_s = sum_s.value(), total_t = sum_t.value();
     r.log_sum_s = detail::log(total_s);
     r.log_sum_t = detail::log(total_t);
     r.log_ratio = detail::log(total_t / total_s);
+    r.sum_s = total_s;
+    r.sum_t = total_t;
     r.inv_sum_s = T(1) / total_s;
     r.inv_sum_t = T(1) / total_t;
     return r;
+}
+
+/// Where a row kernel's next row starts, for prefetching: only host SIMD kernels on contiguous
+/// rows prefetch (null otherwise, and past the last row).
+template <class V, bool Unit, class T>
+DISTILL_HD DISTILL_FORCE_INLINE const T* next_row_for_prefetch(const matrix_ref<const T>& m, index_t i) noexcept {
+    if constexpr (Unit && lanes_v<V> > 1) return i + 1 < m.rows ? m.row(i + 1) : nullptr;
+    else return nullptr;
+}
+
+/// Whether a row kernel may run its unit-stride form: every row it touches is contiguous.
+template <class V, class T, class G>
+DISTILL_HD constexpr bool unit_stride_rows(const matrix_ref<const T>& s, const matrix_ref<const T>& t, const G& g) noexcept {
+    return lanes_v<V> > 1 && s.col_stride == 1 && t.col_stride == 1 && (!g.present() || g.col_stride == 1);
 }
 
 /// Terms whose value or derivatives jump where ps == pt (tvd's |pt - ps|) declare
@@ -124,6 +167,16 @@ template <class Terms, class = void>
 inline constexpr bool exact_ties_v = false;
 template <class Terms>
 inline constexpr bool exact_ties_v<Terms, std::void_t<decltype(Terms::exact_ties)>> = Terms::exact_ties;
+
+/// Terms that are costly to evaluate (log-space mixtures: an exp and a log per class) declare
+/// `static constexpr bool store_student_derivative = true`: the loss pass then leaves
+/// a_c = d phi_c / d ls_c in the gradient row, and the gradient pass needs only ps again (one exp)
+/// instead of every term.
+template <class Terms, class = void>
+inline constexpr bool store_student_derivative_v = false;
+template <class Terms>
+inline constexpr bool store_student_derivative_v<Terms, std::void_t<decltype(Terms::store_student_derivative)>> =
+    Terms::store_student_derivative;
 
 /// The row kernel shared by the divergence methods; Terms maps (ls, lt, ps, pt, ls - lt) to a
 /// divergence_term, for scalars and for SIMD packs alike (branch-free: select, not if).
@@ -135,29 +188,44 @@ struct divergence_row_kernel {
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
 
+    /// Row i with values V: the unit-stride form (plain vector loads and stores, the next row
+    /// prefetched) when every row is contiguous.
     template <class V>
     DISTILL_HD row_result<T> row(index_t i) const noexcept {
-        constexpr int lanes = lanes_v<V>;
+        if constexpr (lanes_v<V> > 1)
+            if (unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true>(i);
+        return row_impl<V, false>(i);
+    }
+
+    template <class V, bool Unit>
+    DISTILL_HD DISTILL_FORCE_INLINE row_result<T> row_impl(index_t i) const noexcept {
         const T w = ctx.row_scale(i);
         if (w == T(0)) {
             ctx.zero_grad_row(i);
             return {};
         }
-        const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride;
+        const index_t cols = ctx.student.cols;
+        const index_t cs = Unit ? 1 : ctx.student.col_stride, ct = Unit ? 1 : ctx.teacher.col_stride,
+                      cg = Unit ? 1 : ctx.grad.col_stride;
         const T* s = ctx.student.row(i);
         const T* t = ctx.teacher.row(i);
         const T inv = inv_tau;
-        const auto tempered = [inv](auto x) DISTILL_LAMBDA_INLINE { return x * inv; };
+        const row_scaling<T> tempered{inv};
         // The gradient row holds exp(s' - max_s) from the statistics until the gradient pass (one exp
         // per class less), unless the terms need ties between ps and pt to be exact: then both are
         // recomputed by the same expression and rounded before use (rounded_product), so that no
-        // FMA contraction can tell equal rows apart.
+        // FMA contraction can tell equal rows apart. Never when the gradients accumulate into it.
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        const index_t cg = ctx.grad.col_stride;
-        T* const student_exp = exact_ties_v<Terms> ? nullptr : g;
-        const softmax_pair_stats<T> st =
-            softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered, student_exp, cg);
+        T* const student_exp = exact_ties_v<Terms> || ctx.accumulate ? nullptr : g;
+        // The next row is fetched while this one is computed on: its student during the sums, its
+        // teacher during the loss pass.
+        const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(
+            s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i),
+            static_cast<const T*>(nullptr));
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
+        // The loss pass leaves d phi / d ls in the gradient row for costly terms.
+        const bool keep_derivative = store_student_derivative_v<Terms> && student_exp != nullptr;
 
         // One block of classes: max-shifted logits, probabilities and terms.
         struct at_block {
@@ -184,10 +252,12 @@ struct divergence_row_kernel {
         };
 
         V loss = V(0), sum_a = V(0), sum_b = V(0), a_ds = V(0), ps_ds = V(0), b_dt = V(0), pt_dt = V(0);
-        for (index_t c = 0; c < cols; c += lanes) {
-            const at_block e = evaluate(c, cols - c < lanes ? static_cast<int>(cols - c) : lanes);
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            if (next_t) prefetch(next_t + c);
+            const at_block e = evaluate(c, count);
             loss += e.f.value;
             sum_a += e.f.d_log_student;
+            if (keep_derivative) store_lanes(g + c * cg, cg, count, e.f.d_log_student);
             if (ctx.want_dtemperature) {
                 sum_b += e.f.d_log_teacher;
                 a_ds += select(e.f.d_log_student != V(0), e.f.d_log_student * e.ds, V(0));
@@ -195,22 +265,29 @@ struct divergence_row_kernel {
                 b_dt += select(e.f.d_log_teacher != V(0), e.f.d_log_teacher * e.dt, V(0));
                 pt_dt += select(e.pt > V(0), e.pt * e.dt, V(0));
             }
-        }
+        });
         const T total_a = lane_sum(sum_a);
         if (g) {
-            const V scale = V(w * tau);
-            for (index_t c = 0; c < cols; c += lanes) {
-                const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
-                const at_block e = evaluate(c, count);
-                store_lanes(g + c * cg, cg, count, scale * (e.f.d_log_student - e.ps * V(total_a)));
+            const V scale = V(ctx.grad_scale(i) * tau);
+            if (keep_derivative) {
+                for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+                    const V ps = exp_nonpositive(load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s) * V(st.inv_sum_s);
+                    store_lanes(g + c * cg, cg, count, scale * (load_lanes<V>(g + c * cg, cg, count, T(0)) - ps * V(total_a)));
+                });
+            } else {
+                for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+                    const at_block e = evaluate(c, count);
+                    ctx.put_grad(g + c * cg, cg, count, scale * (e.f.d_log_student - e.ps * V(total_a)));
+                });
             }
         }
         const T total = lane_sum(loss);
         row_result<T> r;
         r.value = w * tau * tau * total;
         if (ctx.want_dtemperature)
-            r.dtemperature = w * (T(2) * tau * total - tau * (lane_sum(a_ds) - total_a * lane_sum(ps_ds) + lane_sum(b_dt) -
-                                                              lane_sum(sum_b) * lane_sum(pt_dt)));
+            r.dtemperature = w * ctx.grad_factor *
+                             (T(2) * tau * total - tau * (lane_sum(a_ds) - total_a * lane_sum(ps_ds) + lane_sum(b_dt) -
+                                                          lane_sum(sum_b) * lane_sum(pt_dt)));
         return r;
     }
 };

@@ -115,11 +115,11 @@ struct dkd_row_kernel {
         const T log_ratio = detail::log(t_other.sum / s_other.sum);
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
         const index_t cg = ctx.grad.col_stride;
-        const T gscale = w * tau;
+        const T gscale = w * tau * ctx.grad_factor;
         T nckd = 0, qs_ds = 0, qt_dt = 0, term_dt = 0, dq_ds = 0;
         for (index_t c = 0; c < cols; ++c) {
             if (c == y) {
-                if (g) g[c * cg] = gscale * (-alpha * d1);
+                if (g) ctx.put_grad(g[c * cg], gscale * (-alpha * d1));
                 continue;
             }
             const T ds = s[c * cs] * inv_tau - max_so, dt = t[c * ct] * inv_tau - max_to;
@@ -137,7 +137,7 @@ struct dkd_row_kernel {
                 if (qs > T(0)) qs_ds += qs * ds;
                 if (qs != qt) dq_ds += (qs - qt) * ds;
             }
-            if (g) g[c * cg] = gscale * (alpha * d1 * qs + beta * (qs - qt));
+            if (g) ctx.put_grad(g[c * cg], gscale * (alpha * d1 * qs + beta * (qs - qt)));
         }
         const T inner = alpha * tckd + beta * nckd;
         row_result<T> r;
@@ -150,7 +150,7 @@ struct dkd_row_kernel {
                 const T log_ratio_gap = (log_bt0 - log_bs0) - (log_bt1 - log_bs1);  // D_0 - D_1
                 teacher_sum += alpha * bt0 * bt1 * log_ratio_gap * ((ty - max_to) - qt_dt);
             }
-            r.dtemperature = w * (T(2) * tau * inner - tau * (student_sum + teacher_sum));
+            r.dtemperature = w * ctx.grad_factor * (T(2) * tau * inner - tau * (student_sum + teacher_sum));
         }
         return r;
     }

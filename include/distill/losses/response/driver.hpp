@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../../detail/simd.hpp"
 #include "common.hpp"
 #include "result.hpp"
 
@@ -49,12 +50,24 @@ struct row_context {
     detail::row_weighting<T, Label> weighting;
     T inv_total;  ///< 1 / sum of row weights for batchmean (0 if that sum is 0), else 1
     bool want_dtemperature;
+    T grad_factor = T(1);     ///< response_outputs::grad_scale: gradients are those of grad_factor * loss
+    bool accumulate = false;  ///< response_outputs::accumulate: gradients are added to the outputs
 
     /// w_i scaled for the reduction: the factor of row i's loss in the returned loss.
     DISTILL_HD constexpr T row_scale(index_t i) const noexcept { return weighting(i) * inv_total; }
-    /// Writes a zero gradient row (rows with weight 0).
+    /// The factor of row i's gradient: row_scale(i) * grad_factor.
+    DISTILL_HD constexpr T grad_scale(index_t i) const noexcept { return row_scale(i) * grad_factor; }
+    /// Writes (or, accumulating, adds) `count` gradient values v at p with the given stride.
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE void put_grad(T* p, index_t stride, int count, V v) const noexcept {
+        if (accumulate) v = v + detail::load_lanes<V>(p, stride, count, T(0));
+        detail::store_lanes(p, stride, count, v);
+    }
+    /// One gradient value: g = v, or g += v when accumulating.
+    DISTILL_HD DISTILL_FORCE_INLINE void put_grad(T& g, T v) const noexcept { g = accumulate ? g + v : v; }
+    /// Writes a zero gradient row (rows with weight 0); leaves it alone when accumulating.
     DISTILL_HD void zero_grad_row(index_t i) const noexcept {
-        if (!grad.present()) return;
+        if (!grad.present() || accumulate) return;
         T* g = grad.row(i);
         for (index_t c = 0; c < grad.cols; ++c) g[c * grad.col_stride] = T(0);
     }
@@ -107,7 +120,7 @@ row_context<T, Label> make_row_context(const Backend& backend, const any_view<co
         inv_total = total > T(0) ? T(1) / total : T(0);
     }
     return {to_matrix_ref(student), to_matrix_ref(teacher), to_matrix_ref(outs.grad_student), to_vector_ref(labels),
-            weighting,              inv_total,              outs.grad_temperature.bound()};
+            weighting,              inv_total,              outs.grad_temperature.bound(), outs.grad_scale, outs.accumulate};
 }
 
 /// Runs a row kernel over the N rows of a checked call into its outputs.
@@ -115,7 +128,7 @@ template <class Backend, class T, class Space, class Kernel>
 void run_rows_into(const Backend& backend, index_t n, const Kernel& kernel, reduction red,
                    const response_outputs<T, Space>& outs, workspace ws) noexcept(Backend::is_nothrow) {
     backend.run_rows(n, kernel, red, to_vector_ref(outs.loss),
-                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws);
+                     outs.grad_temperature.bound() ? outs.grad_temperature.data() : nullptr, ws, outs.accumulate);
 }
 
 }  // namespace detail

@@ -40,6 +40,7 @@ using jsd_float_options = basic_jsd_options<float>;
 namespace detail {
 template <class T>
 struct generalized_js_terms {
+    static constexpr bool store_student_derivative = true;  // two log-space mixtures per class
     T beta, one_minus_beta;          // mixture weights of teacher and student
     T log_beta, log_one_minus_beta;  // their logs, computed once on the host
 

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "divergence.hpp"
 #include "driver.hpp"
@@ -92,11 +93,22 @@ struct kd_row_kernel {
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
 
+    /// Row i with values V: the unit-stride form (strides known, so loads and stores are plain
+    /// vector moves, and the next row is prefetched) when every row is contiguous.
     template <class V>
     DISTILL_HD row_result<T> row(index_t i) const noexcept {
-        constexpr int lanes = lanes_v<V>;
-        const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride,
-                      cg = ctx.grad.col_stride;
+        if constexpr (lanes_v<V> > 1)
+            if (!standardize && unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true, false>(i);
+        return standardize ? row_impl<V, false, true>(i) : row_impl<V, false, false>(i);
+    }
+
+    /// Standardize: the logits go through row_transform (x - mean) / (eps + sigma) / T; otherwise
+    /// through x / T alone, so that x / T - max is one fused multiply-add.
+    template <class V, bool Unit, bool Standardize>
+    DISTILL_HD DISTILL_FORCE_INLINE row_result<T> row_impl(index_t i) const noexcept {
+        const index_t cols = ctx.student.cols;
+        const index_t cs = Unit ? 1 : ctx.student.col_stride, ct = Unit ? 1 : ctx.teacher.col_stride,
+                      cg = Unit ? 1 : ctx.grad.col_stride;
         const T* s = ctx.student.row(i);
         const T* t = ctx.teacher.row(i);
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
@@ -105,58 +117,77 @@ struct kd_row_kernel {
             ctx.zero_grad_row(i);
             return {};
         }
-        row_transform<T> fs, ft;
+        using transform = std::conditional_t<Standardize, row_transform<T>, row_scaling<T>>;
+        transform fs, ft;
         fs.scale = ft.scale = inv_tau;
-        if (standardize) {
+        if constexpr (Standardize) {
             fs = standardizing_transform(s, cols, cs, inv_tau);
             ft = standardizing_transform(t, cols, ct, inv_tau);
         }
-        // The gradient row holds exp(s' - max_s) between the statistics and the gradient pass.
-        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(s, cs, t, ct, cols, fs, ft, g, cg);
-        const T gscale = w * tau;  // d(w T^2 KL)/d s' = w T^2 (ps - pt), and d s'/d z = 1/T
+        // The gradient row holds exp(s' - max_s) between the statistics and the gradient pass (not
+        // when the gradients accumulate into it: exp(s' - max_s) is then computed again).
+        T* const student_exp = ctx.accumulate ? nullptr : g;
+        // The next row is fetched while this one is computed on: its student during the sums, its
+        // teacher during the loss pass, so that the memory traffic spreads over both.
+        const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(
+            s, cs, t, ct, cols, fs, ft, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i), static_cast<const T*>(nullptr));
+        const T gscale = ctx.grad_scale(i) * tau;  // d(w T^2 KL)/d s' = w T^2 (ps - pt), and d s'/d z = 1/T
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, contribute nothing
+        const auto student_exp_at = [&](index_t c, int count, V ds) DISTILL_LAMBDA_INLINE {
+            return student_exp ? load_lanes<V>(student_exp + c * cg, cg, count, T(0)) : exp_nonpositive(ds);
+        };
 
+        // KL = sum_c pt_c (dt_c - ds_c - log_ratio) = inv_sum_t sum_c et_c (dt_c - ds_c - log_ratio), with
+        // et = exp(dt), es = exp(ds): the sum runs on et and is scaled once. The gradient
+        // w T (ps - pt) = (w T / sum_s) (es - et sum_s / sum_t): one fused multiply-add and a product,
+        // and exactly 0 for equal rows (equal sums: the ratio is 1).
         V kl = V(0), centred_s = V(0), centred_t = V(0), teacher_mean = V(0), grad_dot_u = V(0);
-        for (index_t c = 0; c < cols; c += lanes) {
-            const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
+        const V ratio = V(st.sum_s / st.sum_t);
+        const T grad_factor = gscale * st.inv_sum_s;
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            if (next_t) prefetch(next_t + c);
             const V x = load_lanes<V>(s + c * cs, cs, count, pad);
             const V ds = fs(x) - st.max_s, dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - st.max_t;
-            // ps and pt by the same arithmetic: equal rows give exactly equal probabilities.
-            const V ps = (g ? load_lanes<V>(g + c * cg, cg, count, T(0)) : exp_nonpositive(ds)) * V(st.inv_sum_s);
-            const V pt = exp_nonpositive(dt) * V(st.inv_sum_t);
-            const auto teacher_mass = pt > V(0);
-            const V term = select(teacher_mass, pt * ((dt - ds) - st.log_ratio), V(0));
-            kl += term;
-            const V d = ps - pt;
-            if (ctx.want_dtemperature) {
-                centred_t += select(teacher_mass, term * dt, V(0));
-                teacher_mean += select(teacher_mass, pt * dt, V(0));
-                centred_s += select(d != V(0), d * ds, V(0));
+            const V et = exp_nonpositive(dt);
+            const auto teacher_mass = et > V(0);
+            const V raw_term = select(teacher_mass, et * ((dt - ds) - st.log_ratio), V(0));
+            kl += raw_term;
+            if (ctx.want_dtemperature || Standardize || g) {
+                const V es = student_exp_at(c, count, ds);
+                if (ctx.want_dtemperature) {
+                    const V ps = es * V(st.inv_sum_s), pt = et * V(st.inv_sum_t);
+                    const V d = ps - pt;
+                    centred_t += select(teacher_mass, raw_term * V(st.inv_sum_t) * dt, V(0));
+                    teacher_mean += select(teacher_mass, pt * dt, V(0));
+                    centred_s += select(d != V(0), d * ds, V(0));
+                }
+                if (g) {
+                    const V d = es - et * ratio;  // (ps - pt) sum_s
+                    if constexpr (!Standardize) ctx.put_grad(g + c * cg, cg, count, V(grad_factor) * d);
+                    else grad_dot_u += select(d != V(0), V(grad_factor) * d * (x - fs.shift), V(0));
+                }
             }
+        });
+        if constexpr (Standardize) {
             if (g) {
-                if (!standardize) store_lanes(g + c * cg, cg, count, V(gscale) * d);
-                else grad_dot_u += select(d != V(0), V(gscale) * d * (x - fs.shift), V(0));
+                // z = u / (eps + sigma), u = x - mean:  dx = (gz - mean(gz)) / d - (sum gz u) u / (d^2 (C-1) sigma),
+                // with mean(gz) = 0 (sum of ps - pt) and the sigma term 0 when sigma = 0.
+                const T dot = lane_sum(grad_dot_u);
+                const T coef = fs.sigma > T(0) ? dot * fs.inv_d * fs.inv_d / (T(cols - 1) * fs.sigma) : T(0);
+                for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+                    const V x = load_lanes<V>(s + c * cs, cs, count, pad);
+                    const V y = load_lanes<V>(t + c * ct, ct, count, pad);
+                    const V d = student_exp_at(c, count, fs(x) - st.max_s) - exp_nonpositive(ft(y) - st.max_t) * ratio;
+                    ctx.put_grad(g + c * cg, cg, count, V(grad_factor) * d * fs.inv_d - V(coef) * (x - fs.shift));
+                });
             }
         }
-        if (g && standardize) {
-            // z = u / (eps + sigma), u = x - mean:  dx = (gz - mean(gz)) / d - (sum gz u) u / (d^2 (C-1) sigma),
-            // with mean(gz) = 0 (sum of ps - pt) and the sigma term 0 when sigma = 0.
-            const T dot = lane_sum(grad_dot_u);
-            const T coef = fs.sigma > T(0) ? dot * fs.inv_d * fs.inv_d / (T(cols - 1) * fs.sigma) : T(0);
-            for (index_t c = 0; c < cols; c += lanes) {
-                const int count = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
-                const V x = load_lanes<V>(s + c * cs, cs, count, pad);
-                const V y = load_lanes<V>(t + c * ct, ct, count, pad);
-                const V d = load_lanes<V>(g + c * cg, cg, count, T(0)) * V(st.inv_sum_s) -
-                            exp_nonpositive(ft(y) - st.max_t) * V(st.inv_sum_t);
-                store_lanes(g + c * cg, cg, count, V(gscale) * d * fs.inv_d - V(coef) * (x - fs.shift));
-            }
-        }
-        const T loss = lane_sum(kl);
+        const T loss = lane_sum(kl) * st.inv_sum_t;
         row_result<T> r;
         r.value = w * tau * tau * loss;
         if (ctx.want_dtemperature)
-            r.dtemperature = w * (T(2) * tau * loss -
+            r.dtemperature = w * ctx.grad_factor * (T(2) * tau * loss -
                                   tau * (lane_sum(centred_s) + lane_sum(centred_t) - loss * lane_sum(teacher_mean)));
         return r;
     }

@@ -245,13 +245,13 @@ struct kd_topk_row_kernel {
         // Student pass over the vocabulary: the gradient's P ps_c part, and E_ps[ds] for d/dT.
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
         const index_t cg = ctx.grad.col_stride;
-        const T scale = w * tau;  // d(w T^2 D)/d(z/T) times d(z/T)/dz = w T (...)
+        const T scale = w * tau * ctx.grad_factor;  // d(w T^2 D)/d(z/T) times d(z/T)/dz = w T (...)
         T ps_ds = 0;
         if (g || ctx.want_dtemperature) {
             for (index_t v = 0; v < vocabulary; ++v) {
                 const T ds = z[v * cs] * inv_tau - max_s;
                 const T ps = detail::exp(ds - log_sum_s);
-                if (g) g[v * cg] = scale * (mass * ps);
+                if (g) ctx.put_grad(g[v * cg], scale * (mass * ps));
                 if (ctx.want_dtemperature && ps > T(0)) ps_ds += ps * ds;
             }
         }
@@ -259,8 +259,12 @@ struct kd_topk_row_kernel {
         if (g) {
             for (index_t j = 0; j < k; ++j) {
                 const at_entry e = evaluate(j);
-                const T ps = detail::exp(e.ds - log_sum_s);
-                g[e.id * cg] = scale * (mass * ps - e.p);
+                if (ctx.accumulate) {  // the vocabulary pass added scale * mass * ps already
+                    g[e.id * cg] -= scale * e.p;
+                } else {
+                    const T ps = detail::exp(e.ds - log_sum_s);
+                    g[e.id * cg] = scale * (mass * ps - e.p);
+                }
             }
         }
 
@@ -269,7 +273,7 @@ struct kd_topk_row_kernel {
         if (ctx.want_dtemperature) {
             T d = T(2) * tau * divergence + tau * (p_ds - mass * ps_ds);
             if (renormalize) d -= tau * (p_da_ratio - p_da * divergence);
-            r.dtemperature = w * d;
+            r.dtemperature = w * ctx.grad_factor * d;
         }
         return r;
     }

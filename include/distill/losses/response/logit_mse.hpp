@@ -53,14 +53,14 @@ struct logit_mse_row_kernel {
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
         const index_t cg = ctx.grad.col_stride;
         const T inv_cols = T(1) / T(cols);
-        const T gscale = T(2) * w * inv_cols;
+        const T gscale = T(2) * w * inv_cols * ctx.grad_factor;
         T squares = 0;
         for (index_t c = 0; c < cols; ++c) {
             const T sc = s[c * cs], tc = t[c * ct];
             // Both masked: no difference (-inf - -inf would be NaN).
             const T d = sc == tc ? T(0) : sc - tc;
             squares += d * d;
-            if (g) g[c * cg] = gscale * d;
+            if (g) ctx.put_grad(g[c * cg], gscale * d);
         }
         row_result<T> r;
         r.value = w * squares * inv_cols;
