@@ -100,15 +100,16 @@ TEST_CASE_TEMPLATE("learnable_temperature: T = t_min + t_span sigmoid(raw), its 
     }
     // set_temperature inverts the mapping.
     temp.t_min = T(0.5), temp.t_span = T(9.5);
+    const double inverse_tol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
     for (double t0 : {0.6, 4.0, 9.9}) {
         REQUIRE(temp.set_temperature(static_cast<T>(t0)).ok());
-        DISTILL_CHECK_CLOSE(temp.temperature(), t0, std::is_same_v<T, float> ? 1e-5 : 1e-13, 0);
+        DISTILL_CHECK_CLOSE(temp.temperature(), t0, inverse_tol, 0);
     }
     const T before = temp.raw;
     for (double t0 : {0.5, 10.0, 12.0, 0.1}) {
         const distill::status s = temp.set_temperature(static_cast<T>(t0));
         distill_test::check_method_error("learnable_temperature", s, distill::errc::invalid_parameter,
-                                         distill::error_kind::value, "temperature", {"temperature = ", "(0.5, 10)"});
+                                         distill::error_kind::value, "temperature", {"temperature = ", "is outside ("});
         CHECK(temp.raw == before);
     }
 }
@@ -194,9 +195,9 @@ TEST_CASE("learnable_temperature: d loss / d raw through the parameterisation, b
                 const double numeric =
                     distill_test::numeric_gradient([&](const std::vector<double>& x) { return kd_at(x[0]).loss; },
                                                    std::vector<double>{raw}, 1e-5)[0];
-                DISTILL_CHECK_CLOSE(analytic, numeric, 1e-7, 1e-10);
+                DISTILL_CHECK_CLOSE(analytic, numeric, 1e-5, 1e-9);
                 // The reversed gradient is -lambda times it, through the result overload too.
-                DISTILL_CHECK_CLOSE(temp.reversed_gradient(result, 6.0), -temp.lambda(6.0) * numeric, 1e-7, 1e-10);
+                DISTILL_CHECK_CLOSE(temp.reversed_gradient(result, 6.0), -temp.lambda(6.0) * numeric, 1e-5, 1e-9);
             }
 }
 
@@ -218,34 +219,41 @@ TEST_CASE("learnable_temperature: a composite objective sharing T (0.9 kd + dkd,
         (void)objective(raw, &analytic);
         const double numeric = distill_test::numeric_gradient(
             [&](const std::vector<double>& x) { return objective(x[0], nullptr); }, std::vector<double>{raw}, 1e-5)[0];
-        DISTILL_CHECK_CLOSE(analytic, numeric, 1e-7, 1e-10);
+        DISTILL_CHECK_CLOSE(analytic, numeric, 1e-5, 1e-9);
         CHECK(analytic != 0.0);
     }
 }
 
 TEST_CASE_TEMPLATE("learnable_temperature: steps on a fixed pair ascend the KD loss and stay in range", T, float, double) {
+    // The steps run in T (float or double); whether they ascended is judged on the loss in double,
+    // whose rounding is far below a step's effect (the float loss at T = 15 is not).
     const learnable_temperature_test::pair p;
     const std::vector<T> student(p.student.begin(), p.student.end()), teacher(p.teacher.begin(), p.teacher.end());
     const auto s = distill::make_view(student.data(), p.n, p.c), t = distill::make_view(teacher.data(), p.n, p.c);
     const auto kd_at = [&](T temperature) {
         return distill::kd(s, t, distill::basic_kd_options<T>{.temperature = temperature});
     };
+    const auto kd_double = [&](T temperature) {
+        return distill::kd(p.s(), p.t(), distill::kd_options{.temperature = static_cast<double>(temperature)}).loss;
+    };
     for (double t0 : {2.0, 6.0, 15.0}) {
         CAPTURE(t0);
         distill::basic_learnable_temperature<T> temp;
         REQUIRE(temp.set_temperature(static_cast<T>(t0)).ok());
         auto r = kd_at(temp.temperature());
-        const T first_t = temp.temperature(), first_loss = r.loss;
-        const double slack = std::is_same_v<T, float> ? 1e-6 : 1e-14;
+        const T first_t = temp.temperature();
+        const double first_loss = kd_double(first_t);
         for (int step = 0; step < 20; ++step) {
-            const T loss = r.loss, before = temp.temperature();
+            const T before = temp.temperature();
+            const double loss = kd_double(before);
             const bool rising = r.grad_temperature > T(0);
-            temp.apply_gradient(r, 8.0, T(0.02));
+            temp.apply_gradient(r, 8.0, T(0.05));
             r = kd_at(temp.temperature());
-            CHECK(r.loss >= loss - slack * loss);             // gradient ascent on the KD loss
+            CHECK(temp.temperature() != before);
             CHECK((temp.temperature() > before) == rising);   // T moves along dL/dT's sign
+            CHECK(kd_double(temp.temperature()) > loss);      // gradient ascent on the KD loss
         }
-        CHECK(r.loss > first_loss);
+        CHECK(kd_double(temp.temperature()) > first_loss);
         CHECK(temp.temperature() != first_t);
     }
     // A huge learning rate cannot leave the documented range [t_min, t_min + t_span].
