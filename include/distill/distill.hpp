@@ -13,6 +13,7 @@
 #include "core/tensor.hpp"
 #include "core/view.hpp"
 #include "process/schedule.hpp"
+#include "process/learnable_temperature.hpp"
 #include "losses/response/driver.hpp"
 #include "losses/response/kd.hpp"
 #include "losses/response/kd_topk.hpp"

@@ -7,3 +7,4 @@
 #include <distill/distill.hpp>
 #include <distill/schemes.hpp>
 
+#include "schemes/learnable_temperature.hpp"
