@@ -7,3 +7,5 @@
 #include <distill/distill.hpp>
 #include <distill/schemes.hpp>
 
+#include "schemes/mutual.hpp"
+#include "schemes/generations.hpp"
