@@ -250,12 +250,16 @@ status check_args(const Backend& backend, const basic_dml_options<Real>& opts,
     const std::size_t k_count = args.peers.size();
     if (k_count < 2 || k_count > static_cast<std::size_t>(max_dml_peers))
         return detail::method_error(k_count < 2 ? errc::missing_argument : errc::shape_mismatch, method, "peers")
-            .text("peers has ").number(static_cast<std::int64_t>(k_count)).text(" entries but mutual learning needs 2 to ")
+            .text("peers has ").number(static_cast<std::int64_t>(k_count)).text(k_count == 1 ? " entry" : " entries")
+            .text(" but mutual learning needs 2 to ")
             .number(max_dml_peers).text(" peers");
     const auto& first = args.peers[0];
     for (std::size_t k = 0; k < k_count; ++k) {
         const auto& v = args.peers[k];
         const int ki = static_cast<int>(k);
+        if (!v.bound())
+            return detail::method_error(errc::missing_argument, method, "peers").text("peers[").number(ki)
+                .text("] is unbound");
         if (status s = detail::check_present(method, "peers", v); !s) return s;
         if (v.rank() != 2)
             return detail::dml_peer_error(errc::bad_rank, "peers", "peers", ki, v).text(" but must be 2-D (N x C)");

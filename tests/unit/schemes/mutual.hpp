@@ -299,7 +299,7 @@ TEST_CASE("dml: errors name the argument and the sizes, and nothing is written")
         const std::vector<distill::any_view<const double>> one(good.begin(), good.begin() + 1);
         auto views = out.views(red);
         views.grad_peers = {};
-        expect(opts, p.args(one), out, views, errc::missing_argument, error_kind::shape, "peers", {"peers has 1 entries", "2 to 16"});
+        expect(opts, p.args(one), out, views, errc::missing_argument, error_kind::shape, "peers", {"peers has 1 entry but", "2 to 16"});
     }
     {  // K = 17
         peers_outputs<double> out(3, p.n, p.c, red);
@@ -317,7 +317,7 @@ TEST_CASE("dml: errors name the argument and the sizes, and nothing is written")
         bad[2] = distill::make_view(p.logits[2].data(), 15);
         expect(opts, p.args(bad), out, out.views(red), errc::bad_rank, error_kind::shape, "peers", {"peers[2] has shape [15]", "2-D"});
         bad[1] = {};
-        expect(opts, p.args(bad), out, out.views(red), errc::missing_argument, error_kind::shape, "peers", {"peers"});
+        expect(opts, p.args(bad), out, out.views(red), errc::missing_argument, error_kind::shape, "peers", {"peers[1] is unbound"});
     }
     {  // labels: missing, wrong length, out of range
         peers_outputs<double> out(3, p.n, p.c, red);
@@ -412,4 +412,32 @@ TEST_CASE("dml: partial outputs (no gradients, some gradients) give the same val
     views.grad_peers = {};
     REQUIRE(distill::run(opts, p.args(in), views).ok());
     CHECK(some.loss == all.loss);
+}
+
+TEST_CASE("dml: a column-major peer and strided outputs give the values of the row-major call") {
+    using namespace dml_test;
+    const peers_problem<double> p(3, 4, 5, 97, {3});
+    const auto in = p.views();
+    const auto opts = options(1.7, 0.9, reduction::none);
+    peers_outputs<double> want(3, p.n, p.c, reduction::none);
+    REQUIRE(distill::run(opts, p.args(in), want.views(reduction::none)).ok());
+    // Peer 1 stored column-major, peer 2's gradient written column-major.
+    std::vector<double> col(static_cast<std::size_t>(p.n * p.c)), grad_col(col.size(), 0.0);
+    for (index_t i = 0; i < p.n; ++i)
+        for (index_t c = 0; c < p.c; ++c) col[static_cast<std::size_t>(c * p.n + i)] = p.logits[1][static_cast<std::size_t>(i * p.c + c)];
+    const index_t extents[2] = {p.n, p.c}, col_strides[2] = {1, p.n};
+    auto strided = in;
+    strided[1] = distill::any_view<const double>(col.data(), 2, extents, col_strides);
+    peers_outputs<double> got(3, p.n, p.c, reduction::none);
+    auto views = got.views(reduction::none);
+    std::vector<distill::any_view<double>> grads = got.grad_views;
+    grads[2] = distill::any_view<double>(grad_col.data(), 2, extents, col_strides);
+    views.grad_peers = grads;
+    REQUIRE(distill::run(opts, p.args(strided), views).ok());
+    distill_test::check_all_close(got.loss, want.loss, 1e-15, 0);
+    distill_test::check_all_close(got.grads[0], want.grads[0], 1e-15, 0);
+    distill_test::check_all_close(got.grads[1], want.grads[1], 1e-15, 0);
+    for (index_t i = 0; i < p.n; ++i)
+        for (index_t c = 0; c < p.c; ++c)
+            CHECK(grad_col[static_cast<std::size_t>(c * p.n + i)] == want.grads[2][static_cast<std::size_t>(i * p.c + c)]);
 }
