@@ -4,3 +4,5 @@
 #pragma once
 
 #include "distill.hpp"
+#include "schemes/mutual.hpp"
+#include "schemes/generations.hpp"

@@ -8,3 +8,5 @@
 #include <distill/schemes.hpp>
 
 #include "schemes/learnable_temperature.hpp"
+#include "schemes/mutual.hpp"
+#include "schemes/generations.hpp"
