@@ -26,3 +26,4 @@
 #include "losses/response/skew_kd.hpp"
 #include "losses/response/tvd.hpp"
 #include "losses/response/soft_ce.hpp"
+#include "process/objective.hpp"

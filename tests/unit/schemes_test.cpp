@@ -7,6 +7,7 @@
 #include <distill/distill.hpp>
 #include <distill/schemes.hpp>
 
+#include "schemes/objective.hpp"
 #include "schemes/learnable_temperature.hpp"
 #include "schemes/mutual.hpp"
 #include "schemes/generations.hpp"

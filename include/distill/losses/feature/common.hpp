@@ -41,6 +41,13 @@ struct feature_outputs {
     any_view<T, Space> knowledge_teacher{};
     std::span<const any_view<T, Space>> knowledge_student_layers{};  ///< fsp: one per layer pair
     std::span<const any_view<T, Space>> knowledge_teacher_layers{};
+    /// The gradients written (grad_student, grad_student_layers, grad_alpha) are those of
+    /// grad_scale * loss; the loss output is not scaled. Finite.
+    T grad_scale = T(1);
+    /// Add the gradients into their outputs instead of overwriting them (objective terms sharing
+    /// an input). The method then computes them in workspace first (workspace_bytes grows by their
+    /// size) and adds them in one pass.
+    bool accumulate = false;
 };
 
 /// The extents of one knowledge output (at most 4-D).
@@ -163,10 +170,13 @@ status check_output_shape(const char* method, const char* name, const any_view<T
     return {};
 }
 
+/// The most tensors a call takes on each side (inputs; outputs).
+inline constexpr int max_feature_tensors = 64;
+
 /// Every input range and every output range, for the aliasing check.
 template <class T, class Space>
 struct feature_ranges {
-    static constexpr int capacity = 64;
+    static constexpr int capacity = max_feature_tensors;
     address_range ranges[capacity];
     const char* names[capacity];
     int count = 0;

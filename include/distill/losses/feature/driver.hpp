@@ -26,6 +26,7 @@
 #include "../../core/error.hpp"
 #include "../response/driver.hpp"
 #include "../response/result.hpp"
+#include "../../knowledge/elementwise.hpp"
 #include "common.hpp"
 
 namespace distill {
@@ -98,6 +99,46 @@ status check_feature_outputs(const Backend&, const O& opts, const feature_args<T
     return check_feature_aliasing(method, a, o);
 }
 
+/// out = scale * computed (or out += ... when accumulating), element by element; `computed` is
+/// row-major contiguous with out's extents.
+template <class T>
+struct scaled_gradient_writer {
+    element_ref<T> out;
+    const T* computed;
+    T scale;
+    bool accumulate;
+    DISTILL_HD void operator()(index_t i) const noexcept {
+        const T v = scale * computed[i];
+        T& o = out[i];
+        o = accumulate ? o + v : v;
+    }
+};
+
+/// Whether a call writes its gradients through workspace (grad_scale != 1 or accumulate).
+template <class T, class Space>
+constexpr bool gradients_through_workspace(const feature_outputs<T, Space>& o) noexcept {
+    return o.accumulate || o.grad_scale != T(1);
+}
+
+/// Bytes of one gradient output's contiguous copy in workspace (aligned to 64 bytes), 0 if unbound.
+template <class T, class Space>
+constexpr std::size_t gradient_copy_bytes(const any_view<T, Space>& v) noexcept {
+    if (!v.bound() || v.data() == nullptr) return 0;
+    return (static_cast<std::size_t>(v.size()) * sizeof(T) + 63) / 64 * 64;
+}
+
+/// Workspace for the gradient copies of a scaled or accumulating call.
+template <class T, class Space>
+constexpr std::size_t gradient_copies_bytes(const feature_outputs<T, Space>& o) noexcept {
+    if (!gradients_through_workspace(o)) return 0;
+    std::size_t bytes = gradient_copy_bytes(o.grad_student) + gradient_copy_bytes(o.grad_alpha);
+    for (const auto& v : o.grad_student_layers) bytes += gradient_copy_bytes(v);
+    return bytes;
+}
+
+/// The method's own workspace rounded up to 64 bytes, so that the gradient copies after it are aligned.
+inline constexpr std::size_t align64(std::size_t bytes) noexcept { return (bytes + 63) / 64 * 64; }
+
 }  // namespace detail
 
 /// Check step, inputs only: parameters and shapes (nothing is allocated for absurd shapes).
@@ -117,9 +158,11 @@ status check(const Backend& backend, const O& opts, const feature_args<T, Space>
 /// Scratch the run step needs, in bytes of the arguments' memory space (0 on invalid arguments).
 template <class Backend, feature_options O, class T, class Space>
 std::size_t workspace_bytes(const Backend& backend, const O& opts, const feature_args<T, Space>& args,
-                            const feature_outputs<T, Space>&) noexcept {
+                            const feature_outputs<T, Space>& outs) noexcept {
     if (!check_args(backend, opts, args)) return 0;
-    return feature_method<O>::workspace_bytes(opts, args);
+    const std::size_t own = feature_method<O>::workspace_bytes(opts, args);
+    const std::size_t copies = detail::gradient_copies_bytes(outs);
+    return copies == 0 ? own : detail::align64(own) + copies;
 }
 
 /// Run step: checks, then the loss and the requested outputs. Allocation-free apart from Eigen's
@@ -129,8 +172,44 @@ status run(const Backend& backend, const O& opts, const feature_args<T, Space>& 
            workspace ws = {}) noexcept(Backend::is_nothrow) {
     using M = feature_method<O>;
     if (status s = check(backend, opts, args, outs); !s) return s;
-    if (status s = detail::check_workspace(M::name, ws, M::workspace_bytes(opts, args)); !s) return s;
-    M::run(backend, opts, args, outs, ws);
+    if (!detail::is_finite(outs.grad_scale))
+        return detail::method_error(errc::invalid_parameter, M::name, "grad_scale").text("grad_scale = ")
+            .real(static_cast<double>(outs.grad_scale)).text(" is not finite");
+    if (status s = detail::check_workspace(M::name, ws, workspace_bytes(backend, opts, args, outs)); !s) return s;
+    if (!detail::gradients_through_workspace(outs)) {
+        M::run(backend, opts, args, outs, ws);
+        return {};
+    }
+    // Scaled or accumulating: the method writes each gradient into a contiguous copy after its own
+    // workspace, then one pass scales it into (or adds it to) the caller's output.
+    std::byte* next = static_cast<std::byte*>(ws.data) + detail::align64(M::workspace_bytes(opts, args));
+    const auto copy_of = [&](const any_view<T, Space>& v) {
+        if (!v.bound() || v.data() == nullptr) return v;
+        index_t strides[max_dynamic_rank];
+        index_t step = 1;
+        for (int r = v.rank() - 1; r >= 0; --r) {
+            strides[r] = step;
+            step *= v.extent(r);
+        }
+        const any_view<T, Space> copy(reinterpret_cast<T*>(next), v.rank(), v.extents(), strides);
+        next += detail::gradient_copy_bytes(v);
+        return copy;
+    };
+    feature_outputs<T, Space> redirected = outs;
+    redirected.grad_student = copy_of(outs.grad_student);
+    redirected.grad_alpha = copy_of(outs.grad_alpha);
+    any_view<T, Space> layer_copies[detail::max_feature_tensors];
+    for (std::size_t k = 0; k < outs.grad_student_layers.size(); ++k) layer_copies[k] = copy_of(outs.grad_student_layers[k]);
+    redirected.grad_student_layers = std::span<const any_view<T, Space>>(layer_copies, outs.grad_student_layers.size());
+    M::run(backend, opts, args, redirected, workspace{ws.data, detail::align64(M::workspace_bytes(opts, args))});
+    const auto write = [&](const any_view<T, Space>& out, const any_view<T, Space>& copy) {
+        if (!out.bound() || out.data() == nullptr) return;
+        backend.for_each(out.size(), detail::scaled_gradient_writer<T>{detail::to_element_ref(out), copy.data(),
+                                                                        outs.grad_scale, outs.accumulate});
+    };
+    write(outs.grad_student, redirected.grad_student);
+    write(outs.grad_alpha, redirected.grad_alpha);
+    for (std::size_t k = 0; k < outs.grad_student_layers.size(); ++k) write(outs.grad_student_layers[k], layer_copies[k]);
     return {};
 }
 
