@@ -348,7 +348,8 @@ status check_args(const Backend& backend, const basic_multi_teacher_options<Real
     if (status s = detail::check_multi_teacher_params(opts); !s) return s;
     if (status s = detail::check_logits(name, detail::multi_teacher_rows(args)); !s) return s;
     if (k_count == 0)
-        return detail::method_error(errc::missing_argument, name, "teachers").text("teachers is empty: at least one teacher is required");
+        return detail::method_error(errc::missing_argument, name, "teachers")
+            .text("teachers is empty: at least one teacher is required");
     if (k_count > static_cast<std::size_t>(max_teachers))
         return detail::method_error(errc::shape_mismatch, name, "teachers").text("teachers has ")
             .number(static_cast<std::int64_t>(k_count)).text(" tensors but at most ").number(max_teachers)
@@ -388,12 +389,16 @@ status check(const Backend& backend, const basic_multi_teacher_options<Real>& op
         if (outs.ensemble_weights.rank() != 2 || outs.ensemble_weights.extent(0) != n ||
             outs.ensemble_weights.extent(1) != k_count)
             return detail::method_error(errc::shape_mismatch, name, "ensemble_weights")
-                .text("output ensemble_weights has shape ").shape(outs.ensemble_weights.extents(), outs.ensemble_weights.rank())
-                .text(" but must have shape [").number(n).text(", ").number(k_count).text("] (rows x teachers)");
+                .text("output ensemble_weights has shape ")
+                .shape(outs.ensemble_weights.extents(), outs.ensemble_weights.rank())
+                .text(" but must have shape [").number(n).text(", ").number(k_count)
+                .text("] (rows x teachers)");
     }
-    const detail::address_range out_ranges[] = {detail::range_of(outs.loss), detail::range_of(outs.grad_student), detail::range_of(outs.ensemble_weights)};
+    const detail::address_range out_ranges[] = {detail::range_of(outs.loss), detail::range_of(outs.grad_student),
+                                                detail::range_of(outs.ensemble_weights)};
     const char* out_names[] = {"loss", "grad_student", "ensemble_weights"};
-    const detail::address_range ins[] = {detail::range_of(args.student), detail::range_of(args.labels), detail::range_of(args.weight)};
+    const detail::address_range ins[] = {detail::range_of(args.student), detail::range_of(args.labels),
+                                         detail::range_of(args.weight)};
     const char* in_names[] = {"student", "labels", "weight"};
     for (int o = 0; o < 3; ++o) {
         for (int j = 0; j < 3; ++j)
