@@ -31,10 +31,12 @@
 // Cost: O(N C K) time and O(1) extra memory per row: the ensemble row is formed on the fly from
 // the K teacher rows (their maxima and sums of exp first), never stored, so an LLM vocabulary
 // costs no N x C buffer. Each row of the student and of every teacher is read three times
-// (maxima; sums of exp, with the entropies; loss and gradient); 2K + 2 exp and one log per class
-// when p mixes probabilities, 4 exp when p is one softmax (average_logits, K = 1, best_teacher),
-// where log p - log ps is formed as kd forms it ((t - max_t) - (s - max_s) - log(sum_t / sum_s)),
-// so K = 1 is kd. A -inf teacher logit is probability 0; a -inf student logit where p has mass
+// (maxima; sums of exp, with the entropies; loss and gradient). Per class, with a gradient output
+// (one exp more without): 2K + 1 exp and one log when p mixes probabilities, K + 2 exp for
+// best_teacher, 3 for average_logits (as kd). When p is one softmax (average_logits, best_teacher,
+// a single teacher with weight) log p - log ps is formed as kd forms it ((t - max_t) - (s - max_s)
+// - log(sum_t / sum_s)), so K = 1 is kd. Measured (float, SSE2, one thread, N = 64, C = 32000,
+// K = 4): average_probabilities 3.5x, average_logits 1.5x, best_teacher 2.2x the time of one kd. A -inf teacher logit is probability 0; a -inf student logit where p has mass
 // makes the loss +inf. At most max_teachers (16) teachers per call: the kernel carries their
 // handles by value, so that it runs on a device without a table in device memory.
 #pragma once
