@@ -58,9 +58,9 @@ student_run train_student(const toy::dataset& train, const toy::dataset& test,
     toy::mlp student(features, 12, classes, 7);  // the same initial weights for every run
     const int k_count = static_cast<int>(teacher_logits.size());
     const distill::multi_teacher_options options{.temperature = 4.0, .mode = mode};
-    // Caller-owned outputs of the run step: the loss, its gradient, and the per-row teacher weights.
-    std::vector<float> kd_loss(1), kd_grad(static_cast<std::size_t>(batch) * classes),
-        ensemble_weights(static_cast<std::size_t>(batch) * k_count);
+    // Caller-owned outputs of the run step: the loss and the per-row teacher weights; the gradient
+    // goes straight into the CE gradient's buffer (grad_scale = alpha, accumulate).
+    std::vector<float> kd_loss(1), ensemble_weights(static_cast<std::size_t>(batch) * k_count);
     std::vector<distill::any_view<const float>> teachers(static_cast<std::size_t>(k_count));
     student_run run;
     for (int epoch = 0; epoch < epochs; ++epoch) {
@@ -80,14 +80,14 @@ student_run train_student(const toy::dataset& train, const toy::dataset& test,
                 const distill::multi_teacher_args<float> args{distill::make_view(logits.data(), batch, classes), teachers,
                                                               distill::make_view(labels.data(), batch)};
                 const distill::multi_teacher_outputs<float> outs{distill::make_view(kd_loss.data(), 1),
-                                                                 distill::make_view(kd_grad.data(), batch, classes),
-                                                                 distill::make_view(ensemble_weights.data(), batch, k_count)};
+                                                                 distill::make_view(grad.data(), batch, classes),
+                                                                 distill::make_view(ensemble_weights.data(), batch, k_count),
+                                                                 alpha, true};  // grad += alpha * d kd / d logits
                 if (const distill::status s = distill::run(options, args, outs); !s) {
                     std::fprintf(stderr, "multi_teacher: %s\n", s.message());
                     run.weights_ok = false;
                     return run;
                 }
-                for (std::size_t e = 0; e < grad.size(); ++e) grad[e] += alpha * kd_grad[e];
                 kd_sum += kd_loss[0];
                 for (int i = 0; i < batch; ++i) {
                     float total = 0;

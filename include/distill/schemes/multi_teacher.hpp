@@ -103,6 +103,12 @@ struct multi_teacher_outputs {
     any_view<T, Space> loss;                ///< 1 value (batchmean, sum) or N (none)
     any_view<T, Space> grad_student{};      ///< optional, N x C
     any_view<T, Space> ensemble_weights{};  ///< optional, N x K: the a_k of each row (0 for rows of weight 0)
+    /// The gradient written is that of grad_scale * loss (the term's weight in an objective); the
+    /// loss output itself is not scaled. Finite.
+    T grad_scale = T(1);
+    /// Add the gradient into grad_student instead of overwriting it (the terms of an objective
+    /// accumulate into one buffer). ensemble_weights are always overwritten.
+    bool accumulate = false;
 };
 
 namespace detail {
@@ -180,14 +186,15 @@ struct multi_teacher_row_kernel {
         for (int k = 0; k < (logits ? 1 : count); ++k) m_t[k] = lane_max(max_t[k]);
 
         // Pass 2: compensated sums of exp(x - max) (the student's stay in the gradient row until
-        // pass 3) and, where the entropies are needed, sum_c exp(dt_c) dt_c.
+        // pass 3, unless the gradient accumulates there) and, for the entropies, sum_c exp(dt_c) dt_c.
+        T* const student_exp = ctx.accumulate ? nullptr : g;
         compensated_sum<V> sum_s, sum_t[max_teachers];
         V dot_t[max_teachers];
         for (int k = 0; k < count; ++k) dot_t[k] = V(0);
         for (index_t c = 0; c < cols; c += lanes) {
             const int n = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
             const V es = exp_nonpositive(load_lanes<V>(s + c * cs, cs, n, pad) * V(inv) - V(m_s));
-            if (g) store_lanes(g + c * cg, cg, n, es);
+            if (student_exp) store_lanes(student_exp + c * cg, cg, n, es);
             sum_s.add(es);
             if (logits) {
                 sum_t[0].add(exp_nonpositive(combined(c, n, prior) - V(m_t[0])));
@@ -255,12 +262,13 @@ struct multi_teacher_row_kernel {
         const T log_sum_s = detail::log(total_s), inv_sum_s = T(1) / total_s;
 
         // Pass 3: loss and gradient.
-        const T gscale = w * tau;  // d(w T^2 KL)/d s = w T^2 (ps - p), and d s / d student = 1/T
+        const T gscale = ctx.grad_scale(i) * tau;  // d(w T^2 KL)/d s = w T^2 (ps - p), d s / d student = 1/T
         V kl = V(0);
         for (index_t c = 0; c < cols; c += lanes) {
             const int n = cols - c < lanes ? static_cast<int>(cols - c) : lanes;
             const V ds = load_lanes<V>(s + c * cs, cs, n, pad) * V(inv) - V(m_s);
-            const V ps = (g ? load_lanes<V>(g + c * cg, cg, n, T(0)) : exp_nonpositive(ds)) * V(inv_sum_s);
+            const V ps = (student_exp ? load_lanes<V>(student_exp + c * cg, cg, n, T(0)) : exp_nonpositive(ds)) *
+                         V(inv_sum_s);
             V p, diff;  // p_c and log p_c - log ps_c
             if (single) {
                 const V dt = combined(c, n, single_coef) - V(single_max);
@@ -275,7 +283,7 @@ struct multi_teacher_row_kernel {
                 diff = detail::log(p) - (ds - V(log_sum_s));
             }
             kl += select(p > V(0), p * diff, V(0));
-            if (g) store_lanes(g + c * cg, cg, n, V(gscale) * (ps - p));
+            if (g) ctx.put_grad(g + c * cg, cg, n, V(gscale) * (ps - p));
         }
         row_result<T> r;
         r.value = w * tau * tau * lane_sum(kl);
@@ -383,7 +391,7 @@ status check(const Backend& backend, const basic_multi_teacher_options<Real>& op
              const multi_teacher_outputs<T, Space>& outs) noexcept(Backend::is_nothrow) {
     const char* name = detail::multi_teacher_name;
     if (status s = check_args(backend, opts, args); !s) return s;
-    const response_outputs<T, Space> shared{outs.loss, outs.grad_student, {}};
+    const response_outputs<T, Space> shared{outs.loss, outs.grad_student, {}, outs.grad_scale, outs.accumulate};
     if (status s = detail::check_outputs(name, detail::multi_teacher_rows(args), shared, opts.reduce); !s) return s;
     const index_t n = args.student.extent(0), k_count = static_cast<index_t>(args.teachers.size());
     if (outs.ensemble_weights.bound()) {
@@ -438,7 +446,7 @@ status run(const Backend& backend, const basic_multi_teacher_options<Real>& opts
     if (status s = check(backend, opts, args, outs); !s) return s;
     if (status s = detail::check_workspace(detail::multi_teacher_name, ws, workspace_bytes(backend, opts, args, outs)); !s)
         return s;
-    const response_outputs<T, Space> shared{outs.loss, outs.grad_student, {}};
+    const response_outputs<T, Space> shared{outs.loss, outs.grad_student, {}, outs.grad_scale, outs.accumulate};
     detail::multi_teacher_row_kernel<T, Label> kernel{};
     kernel.ctx = detail::make_row_context(backend, args.student, args.student, args.labels, args.weight,
                                           static_cast<std::int64_t>(opts.ignore_index), opts.reduce, shared);

@@ -574,3 +574,34 @@ TEST_CASE("multi_teacher: every error rule, with nothing written") {
         expect_error(ok, a, out, v, errc::aliasing, error_kind::usage, "grad_student", {"overlaps output ensemble_weights"});
     }
 }
+
+TEST_CASE_TEMPLATE("multi_teacher: grad_scale and accumulate compose with another term's gradient", T, float, double) {
+    using namespace multi_teacher_test;
+    problem<T> p(5, 19, 3, 101);
+    p.with_labels({3}).with_weight();
+    for (const ensemble_mode mode : all_modes) {
+        CAPTURE(static_cast<int>(mode));
+        const distill::multi_teacher_options o{.temperature = 2.0, .mode = mode};
+        const auto plain = run_ok(p, o);
+        outputs<T> out(o.reduce, p.n, p.c, 3);
+        const std::vector<T> before = random_values<T>(out.grad.size(), 7);
+        out.grad = before;
+        auto v = out.views();
+        v.grad_scale = T(0.3);
+        v.accumulate = true;
+        REQUIRE(distill::run(o, p.args(), v).ok());
+        CHECK(out.loss[0] == plain.loss[0]);  // the loss is not scaled
+        std::vector<double> expected(before.size());
+        for (std::size_t e = 0; e < before.size(); ++e) expected[e] = double(before[e]) + 0.3 * double(plain.grad[e]);
+        check_all_close(out.grad, expected, std::is_same_v<T, float> ? 1e-5 : 1e-14, 1e-7);
+        // Rows of weight 0 keep what was there.
+        for (index_t j = 0; j < p.c; ++j)
+            CHECK(out.grad[static_cast<std::size_t>(3 * p.c + j)] == before[static_cast<std::size_t>(3 * p.c + j)]);
+    }
+    outputs<T> out(reduction::batchmean, p.n, p.c, 3);
+    auto v = out.views();
+    v.grad_scale = std::numeric_limits<T>::infinity();
+    check_method_error("multi_teacher", distill::run(distill::multi_teacher_options{}, p.args(), v),
+                       errc::invalid_parameter, error_kind::value, "grad_scale", {"grad_scale = inf"});
+    CHECK(out.untouched());
+}
