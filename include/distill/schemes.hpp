@@ -6,3 +6,4 @@
 #include "distill.hpp"
 #include "schemes/mutual.hpp"
 #include "schemes/generations.hpp"
+#include "schemes/multi_teacher.hpp"

@@ -11,3 +11,4 @@
 #include "schemes/learnable_temperature.hpp"
 #include "schemes/mutual.hpp"
 #include "schemes/generations.hpp"
+#include "schemes/multi_teacher.hpp"
