@@ -35,6 +35,10 @@
 #define DISTILL_SIMD 0
 #endif
 
+#if DISTILL_SIMD && defined(__AVX512F__)
+#include <immintrin.h>  // masked loads and stores of a row's last pack, lane reductions
+#endif
+
 namespace distill::detail {
 
 /// select(mask, a, b): a where mask holds, else b, for scalars (and packs below).
@@ -50,6 +54,11 @@ DISTILL_HD constexpr T max_of(T a, T b) noexcept {
 template <class T>
 DISTILL_HD T exp_nonpositive(T x) noexcept {
     return detail::exp(x);
+}
+/// log(x) for x > 0 and finite (see the pack version); for scalars, log itself.
+template <class T>
+DISTILL_HD T log_positive(T x) noexcept {
+    return detail::log(x);
 }
 /// The sum and the max of a value's lanes (a scalar is one lane).
 template <class T>
@@ -99,8 +108,15 @@ struct float_pack {
     static float_pack load(const float* p, std::int64_t stride, int count, float fill) noexcept {
         float_pack r(fill);
         if (stride == 1) {
-            if (count == width) std::memcpy(&r.v, p, sizeof r.v);
-            else std::memcpy(&r.v, p, static_cast<std::size_t>(count) * sizeof(float));  // a row's last pack
+            if (count == width) {
+                std::memcpy(&r.v, p, sizeof r.v);
+            } else {  // a row's last pack: a masked load where the ISA has one
+#if defined(__AVX512F__)
+                r.v = (native)_mm512_mask_loadu_ps((__m512)r.v, static_cast<__mmask16>((1u << count) - 1u), p);
+#else
+                std::memcpy(&r.v, p, static_cast<std::size_t>(count) * sizeof(float));
+#endif
+            }
         } else {
             for (int k = 0; k < count; ++k) r.v[k] = p[k * stride];
         }
@@ -109,8 +125,15 @@ struct float_pack {
     /// Writes the first `count` lanes to p with the given stride.
     void store(float* p, std::int64_t stride, int count) const noexcept {
         if (stride == 1) {
-            if (count == width) std::memcpy(p, &v, sizeof v);
-            else std::memcpy(p, &v, static_cast<std::size_t>(count) * sizeof(float));
+            if (count == width) {
+                std::memcpy(p, &v, sizeof v);
+            } else {
+#if defined(__AVX512F__)
+                _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << count) - 1u), (__m512)v);
+#else
+                std::memcpy(p, &v, static_cast<std::size_t>(count) * sizeof(float));
+#endif
+            }
         } else {
             for (int k = 0; k < count; ++k) p[k * stride] = v[k];
         }
@@ -146,16 +169,32 @@ inline float_pack select(float_mask m, float_pack a, float_pack b) noexcept { re
 inline float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
 inline float lane_sum(float_pack x) noexcept {
     // Pairwise: halves added until one lane is left (more accurate than a running sum).
+#if defined(__AVX512F__)
+    const __m512 v = (__m512)x.v;
+    const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    const __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+#else
     float lanes[float_pack::width];
     std::memcpy(lanes, &x.v, sizeof lanes);
     for (int n = float_pack::width / 2; n > 0; n /= 2)
         for (int k = 0; k < n; ++k) lanes[k] += lanes[k + n];
     return lanes[0];
+#endif
 }
 inline float lane_max(float_pack x) noexcept {
+#if defined(__AVX512F__)
+    const __m512 v = (__m512)x.v;
+    const __m256 h8 = _mm256_max_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    const __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    const __m128 h2 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
+    return _mm_cvtss_f32(_mm_max_ss(h2, _mm_movehdup_ps(h2)));
+#else
     float m = x.v[0];
     for (int k = 1; k < float_pack::width; ++k) m = x.v[k] > m ? x.v[k] : m;
     return m;
+#endif
 }
 
 /// 2^n for integer-valued n in [-126, 127], by building the exponent bits.
@@ -209,8 +248,8 @@ DISTILL_FORCE_INLINE float_pack exp_nonpositive(float_pack x) noexcept {
     return (p * (r * r) + r + 1.0f) * two_n;
 }
 
-/// log(x) for every lane (Cephes logf: frexp, degree-8 polynomial): -inf at 0, nan below 0.
-DISTILL_FORCE_INLINE float_pack log(float_pack x) noexcept {
+/// log(x) for x > 0 and finite (normal): the Cephes polynomial without the special cases.
+DISTILL_FORCE_INLINE float_pack log_positive(float_pack x) noexcept {
     float_mask::native bits;
     std::memcpy(&bits, &x.v, sizeof bits);
     // x = m 2^e with m in [0.5, 1) (normal numbers; denormals are below every value we take logs of)
@@ -234,7 +273,12 @@ DISTILL_FORCE_INLINE float_pack log(float_pack x) noexcept {
     y = y * f * z;
     y = y + e * -2.12194440e-4f;
     y = y - z * 0.5f;
-    const float_pack result = (f + y) + e * 0.693359375f;
+    return (f + y) + e * 0.693359375f;
+}
+
+/// log(x) for every lane (Cephes logf: frexp, degree-8 polynomial): -inf at 0, nan below 0.
+DISTILL_FORCE_INLINE float_pack log(float_pack x) noexcept {
+    const float_pack result = log_positive(x);
     const float_pack inf = std::numeric_limits<float>::infinity();
     const float_pack nan = std::numeric_limits<float>::quiet_NaN();
     return select(x == float_pack(0.0f), -inf, select(x < float_pack(0.0f) || x != x, nan, select(x == inf, inf, result)));

@@ -102,12 +102,13 @@ inline constexpr bool is_row_scaling_v<row_scaling<T>> = true;
 /// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
 /// gradient row, so that the next pass gets ps by a multiplication instead of another exp. When
 /// `next_s` / `next_t` are not null (contiguous rows on the host), the second pass also prefetches
-/// the next row's lines, so that its first pass reads from cache.
+/// the next row's lines, so that its first pass reads from cache. log_sums = false leaves
+/// log_sum_s and log_sum_t 0 (two logs per row fewer for callers that need only log_ratio).
 template <class V, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
                                                          index_t ce = 1, const T* next_s = nullptr,
-                                                         const T* next_t = nullptr) noexcept {
+                                                         const T* next_t = nullptr, bool log_sums = true) noexcept {
     const T pad = -infinity_v<T>;  // lanes past the row's end: exp(-inf) = 0
     V max_s = V(lowest<T>()), max_t = V(lowest<T>());
     softmax_pair_stats<T> r;
@@ -137,8 +138,8 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
         sum_t.add(exp_nonpositive(ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t));
     });
     const T total_s = sum_s.value(), total_t = sum_t.value();
-    r.log_sum_s = detail::log(total_s);
-    r.log_sum_t = detail::log(total_t);
+    r.log_sum_s = log_sums ? detail::log(total_s) : T(0);  // kd needs only the ratio
+    r.log_sum_t = log_sums ? detail::log(total_t) : T(0);
     r.log_ratio = detail::log(total_t / total_s);
     r.sum_s = total_s;
     r.sum_t = total_t;
@@ -177,6 +178,14 @@ inline constexpr bool store_student_derivative_v = false;
 template <class Terms>
 inline constexpr bool store_student_derivative_v<Terms, std::void_t<decltype(Terms::store_student_derivative)>> =
     Terms::store_student_derivative;
+
+/// Terms that never read ls and lt themselves (only ps, pt and ls - lt) declare
+/// `static constexpr bool uses_log_probabilities = false`: the statistics then skip two logs per row.
+template <class Terms, class = void>
+inline constexpr bool uses_log_probabilities_v = true;
+template <class Terms>
+inline constexpr bool uses_log_probabilities_v<Terms, std::void_t<decltype(Terms::uses_log_probabilities)>> =
+    Terms::uses_log_probabilities;
 
 /// The row kernel shared by the divergence methods; Terms maps (ls, lt, ps, pt, ls - lt) to a
 /// divergence_term, for scalars and for SIMD packs alike (branch-free: select, not if).
@@ -222,10 +231,10 @@ struct divergence_row_kernel {
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
         const softmax_pair_stats<T> st = softmax_pair_statistics<V>(
             s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i),
-            static_cast<const T*>(nullptr));
+            static_cast<const T*>(nullptr), uses_log_probabilities_v<Terms>);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
         // The loss pass leaves d phi / d ls in the gradient row for costly terms.
-        const bool keep_derivative = store_student_derivative_v<Terms> && student_exp != nullptr;
+        const bool keep_derivative = store_student_derivative_v<Terms> && g != nullptr && !ctx.accumulate;
 
         // One block of classes: max-shifted logits, probabilities and terms.
         struct at_block {

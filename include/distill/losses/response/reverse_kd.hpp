@@ -30,6 +30,7 @@ using reverse_kd_float_options = basic_reverse_kd_options<float>;
 namespace detail {
 template <class T>
 struct reverse_kl_terms {
+    static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     template <class V>
     DISTILL_HD divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
         const auto mass = ps > V(0);  // 0 * log(0 / pt) is 0

@@ -90,6 +90,7 @@ struct skewed_kl {
 /// skew_kd: p = teacher, q = student. ls_minus_lt as in generalized_js_terms.
 template <class T>
 struct skew_forward_terms {
+    static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     static constexpr bool store_student_derivative = true;  // log-space mixtures per class
     skewed_kl<T> kl;
     template <class V>
@@ -102,6 +103,7 @@ struct skew_forward_terms {
 /// skew_reverse_kd: p = student, q = teacher.
 template <class T>
 struct skew_reverse_terms {
+    static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     static constexpr bool store_student_derivative = true;  // log-space mixtures per class
     skewed_kl<T> kl;
     template <class V>
