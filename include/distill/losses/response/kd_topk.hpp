@@ -176,20 +176,41 @@ struct kd_topk_row_kernel {
     bool renormalize;
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+        using V = row_value_t<T>;
+        if constexpr (lanes_v<V> > 1)
+            if (ctx.student.col_stride == 1 && (!ctx.grad.present() || ctx.grad.col_stride == 1)) return row<V, true>(i);
+        return row<V, false>(i);
+    }
+
+    /// Row i: the two passes over the vocabulary (log-sum-exp of the student; its probabilities into
+    /// the gradient row) run on V (SIMD packs for float on the host, unit-stride when contiguous);
+    /// the k teacher entries are scalar.
+    template <class V, bool Unit>
+    DISTILL_HD row_result<T> row(index_t i) const noexcept {
         const T w = ctx.row_scale(i);
         if (w == T(0)) {
             ctx.zero_grad_row(i);
             return {};
         }
-        const index_t vocabulary = ctx.student.cols, cs = ctx.student.col_stride;
+        const index_t vocabulary = ctx.student.cols, cs = Unit ? 1 : ctx.student.col_stride;
         const index_t k = ids.cols, ci = ids.col_stride, cl = ctx.teacher.col_stride;
         const T* z = ctx.student.row(i);
         const Index* row_ids = ids.row(i);
         const T* stored = ctx.teacher.row(i);
+        const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0
 
-        online_logsumexp<T> student_lse;
-        for (index_t v = 0; v < vocabulary; ++v) student_lse.add(z[v * cs] * inv_tau);
-        const T max_s = student_lse.max, log_sum_s = detail::log(student_lse.sum);
+        // The student's log-sum-exp: the maximum, then a compensated sum of exp(z / T - max).
+        V max_lanes = V(lowest<T>());
+        for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
+            max_lanes = max_of(max_lanes, load_lanes<V>(z + v * cs, cs, count, pad));
+        });
+        const T max_s = max_of(lowest<T>(), lane_max(max_lanes) * inv_tau);
+        blocked_sum<V> sum_lanes;
+        for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
+            sum_lanes.add(exp_nonpositive(load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s));
+        });
+        const T sum_s = sum_lanes.value();
+        const T log_sum_s = detail::log(sum_s);
 
         // renormalize: the tempered teacher's normaliser over its k entries.
         T max_a = 0, log_sum_a = 0, log_ratio = 0;
@@ -204,7 +225,7 @@ struct kd_topk_row_kernel {
             log_sum_a = detail::log(teacher_lse.sum);
             // log p - log q = (da - ds) - log(sum_a / sum_s): no rounding at the scale of log V in
             // the per-entry difference (at T = 20 a row's divergence is ~1e-3, log V ~ 10).
-            log_ratio = detail::log(teacher_lse.sum / student_lse.sum);
+            log_ratio = detail::log(teacher_lse.sum / sum_s);
         }
 
         // One teacher entry: the shifted student logit at its id, its probability, log p - log q.
@@ -244,16 +265,19 @@ struct kd_topk_row_kernel {
 
         // Student pass over the vocabulary: the gradient's P ps_c part, and E_ps[ds] for d/dT.
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        const index_t cg = ctx.grad.col_stride;
+        const index_t cg = Unit ? 1 : ctx.grad.col_stride;
         const T scale = w * tau * ctx.grad_factor;  // d(w T^2 D)/d(z/T) times d(z/T)/dz = w T (...)
         T ps_ds = 0;
         if (g || ctx.want_dtemperature) {
-            for (index_t v = 0; v < vocabulary; ++v) {
-                const T ds = z[v * cs] * inv_tau - max_s;
-                const T ps = detail::exp(ds - log_sum_s);
-                if (g) ctx.put_grad(g[v * cg], scale * (mass * ps));
-                if (ctx.want_dtemperature && ps > T(0)) ps_ds += ps * ds;
-            }
+            const T inv_sum_s = T(1) / sum_s, grad_coef = scale * mass * inv_sum_s;
+            V ps_ds_lanes = V(0);
+            for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
+                const V ds = load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s;
+                const V es = exp_nonpositive(ds);  // ps = es / sum_s
+                if (g) ctx.put_grad(g + v * cg, cg, count, V(grad_coef) * es);
+                if (ctx.want_dtemperature) ps_ds_lanes += select(es > V(0), es * ds, V(0));
+            });
+            ps_ds = lane_sum(ps_ds_lanes) * inv_sum_s;
         }
         // ... then the teacher's part at its k ids, as one difference (the ids are distinct).
         if (g) {
