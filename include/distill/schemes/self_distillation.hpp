@@ -313,8 +313,12 @@ status check(const Backend& backend, const basic_self_distillation_options<Real>
             return detail::method_error(errc::shape_mismatch, method, "head_loss").text("output head_loss has shape ")
                 .shape(outs.head_loss.extents(), outs.head_loss.rank()).text(" but reduction none needs [")
                 .number(k_count).text(", ").number(n).text("] (exits x rows)");
-    } else if (status s = detail::check_output_size(method, "head_loss", outs.head_loss, k_count, false); !s) {
-        return s;
+    } else if (outs.head_loss.bound()) {
+        if (status s = detail::check_present(method, "head_loss", outs.head_loss); !s) return s;
+        if (outs.head_loss.size() != k_count || !detail::is_vector_like(outs.head_loss))
+            return detail::method_error(errc::shape_mismatch, method, "head_loss").text("output head_loss has shape ")
+                .shape(outs.head_loss.extents(), outs.head_loss.rank()).text(" but must hold ").number(k_count)
+                .text(" values (one per exit)");
     }
     if (outs.term_loss.bound()) {
         if (status s = detail::check_present(method, "term_loss", outs.term_loss); !s) return s;
