@@ -23,7 +23,8 @@
 //
 // The terms are exactly distill::ce, distill::kd (teacher z_D) and distill::logit_mse (teacher
 // F_D, the mean over E of the squared differences of a row), each reduced by `reduce` with the
-// same labels: a row whose label is ignore_index counts in no term (batchmean divides each term
+// same rows counted: a row whose label is ignore_index counts in no term (logit_mse gets row
+// weights 0 / 1 built from the labels, as it would check labels against E) (batchmean divides each term
 // by the number of counted rows; the feature term of batchmean is then the mean over the counted
 // N E elements, F.mse_loss). The gradients are the sums of those losses' gradients: the run step
 // calls their run steps, the first term of each buffer overwriting it and the later ones adding
@@ -40,9 +41,10 @@
 // Cost: per shallow exit one ce pass (two reads of a row, one exp per class), one kd pass (the
 // teacher's statistics are recomputed for every exit; three reads, four exp per class when it
 // adds into the ce gradient) and one logit_mse pass over N x E; the deepest exit one ce pass.
-// So O(K N (C + E)) time and no N x C temporary; the workspace holds the terms' row losses for
-// reduction none (N values) or one value on a device memory space, plus what the losses' run
-// steps need on the backend (0 on the CPU). workspace_bytes() tells.
+// So O(K N (C + E)) time and no N x C temporary. The workspace holds the feature terms' row
+// weights (N values, with features), a term's row losses for reduction none (N values) or its
+// value on a device memory space (1), plus what the losses' run steps need on the backend (0 on
+// the CPU): workspace_bytes() tells.
 #pragma once
 
 #include <cstddef>
@@ -251,13 +253,30 @@ struct self_distillation_zero_rows {
     }
 };
 
-/// Bytes of the run step's own scratch: N values for reduction none (the terms' row losses), one
-/// value on a device memory space (the terms' reduced losses); rounded to 64 bytes so that the
-/// losses' workspace after it stays aligned.
+/// for_each body: the row weights of the feature terms, 1 for a counted row and 0 for a row whose
+/// label is ignore_index. (logit_mse cannot take the labels themselves: it would check them
+/// against the feature width.)
+template <class T, class Label>
+struct self_distillation_row_weights {
+    vector_ref<const Label> labels;
+    std::int64_t ignore_index;
+    T* out;
+    DISTILL_HD void operator()(index_t i) const noexcept {
+        out[i] = static_cast<std::int64_t>(labels[i]) == ignore_index ? T(0) : T(1);
+    }
+};
+
+/// Values of the run step's own scratch: N for reduction none (a term's row losses), one on a
+/// device memory space (a term's reduced loss), and N more with features (their row weights).
+template <class Space>
+constexpr std::size_t self_distillation_own_values(index_t n, reduction red, bool features) noexcept {
+    const std::size_t rows = static_cast<std::size_t>(n);
+    return (red == reduction::none ? rows : (std::is_same_v<Space, host_space> ? 0u : 1u)) + (features ? rows : 0u);
+}
+/// Its bytes, rounded to 64 so that the losses' workspace after it stays aligned.
 template <class T, class Space>
-constexpr std::size_t self_distillation_own_bytes(index_t n, reduction red) noexcept {
-    std::size_t values = red == reduction::none ? static_cast<std::size_t>(n) : (std::is_same_v<Space, host_space> ? 0u : 1u);
-    return (values * sizeof(T) + 63u) / 64u * 64u;
+constexpr std::size_t self_distillation_own_bytes(index_t n, reduction red, bool features) noexcept {
+    return (self_distillation_own_values<Space>(n, red, features) * sizeof(T) + 63u) / 64u * 64u;
 }
 
 }  // namespace detail
@@ -384,7 +403,7 @@ std::size_t workspace_bytes(const Backend& backend, const basic_self_distillatio
         backend, basic_kd_options<Real>{opts.temperature, opts.reduce, opts.ignore_index, false}, rows, term);
     const std::size_t mse = workspace_bytes(backend, basic_logit_mse_options<Real>{opts.reduce, opts.ignore_index}, rows, term);
     const std::size_t terms = ce > kd ? (ce > mse ? ce : mse) : (kd > mse ? kd : mse);
-    return detail::self_distillation_own_bytes<T, Space>(n, opts.reduce) + terms;
+    return detail::self_distillation_own_bytes<T, Space>(n, opts.reduce, !args.features.empty()) + terms;
 }
 
 /// Run step: checks, then every exit's terms through the run steps of ce, kd and logit_mse into
@@ -409,7 +428,16 @@ status run(const Backend& backend, const basic_self_distillation_options<Real>& 
     const any_view<T, Space> term_loss_view =
         rows_out ? any_view<T, Space>(scratch, 1, &n, &unit)
                  : any_view<T, Space>(std::is_same_v<Space, host_space> ? &host_slot : scratch, 1, &unit, &unit);
-    const std::size_t own = detail::self_distillation_own_bytes<T, Space>(n, opts.reduce);
+    const std::size_t own = detail::self_distillation_own_bytes<T, Space>(n, opts.reduce, features);
+    // The feature terms' row weights come after the term values.
+    T* const row_weights = features ? scratch + (detail::self_distillation_own_values<Space>(n, opts.reduce, true) -
+                                                 static_cast<std::size_t>(n))
+                                    : nullptr;
+    if (features)
+        backend.for_each(n, detail::self_distillation_row_weights<T, Label>{
+                                detail::to_vector_ref(args.labels), static_cast<std::int64_t>(opts.ignore_index), row_weights});
+    const any_view<const T, Space> feature_weights =
+        features ? any_view<const T, Space>(row_weights, 1, &n, &unit) : any_view<const T, Space>{};
     const workspace term_ws{own > 0 ? static_cast<std::byte*>(ws.data) + own : ws.data, ws.bytes - own};
 
     const basic_ce_options<Real> ce_opts{opts.reduce, opts.ignore_index, Real(0)};
@@ -455,7 +483,7 @@ status run(const Backend& backend, const basic_self_distillation_options<Real>& 
                      grad_logits, true, false);
             if (features)
                 add_term(self_distillation_hint, mse_opts,
-                         response_args<T, Space, Label>{args.features[k], args.features[deepest], args.labels, {}},
+                         response_args<T, Space, Label>{args.features[k], args.features[deepest], {}, feature_weights},
                          grad_features, outs.accumulate, false);
         } else if (grad_features.bound() && !outs.accumulate) {
             backend.for_each(n, detail::self_distillation_zero_rows<T>{detail::to_matrix_ref(grad_features)});

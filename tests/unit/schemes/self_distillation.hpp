@@ -160,7 +160,11 @@ composed compose(const exits_problem<T>& p, const distill::self_distillation_opt
             if (with_features) {
                 distill::logit_mse_options mse_opts;
                 mse_opts.reduce = o.reduce;
-                const auto mse = distill::logit_mse(distill::make_view(p.features[k].data(), p.n, p.e), fd, labels, mse_opts);
+                // Rows with ignore_index weigh 0 (logit_mse would check labels against E, not C).
+                std::vector<T> counted(static_cast<std::size_t>(p.n));
+                for (std::size_t i = 0; i < counted.size(); ++i) counted[i] = p.labels[i] == -100 ? T(0) : T(1);
+                const auto mse = distill::logit_mse(distill::make_view(p.features[k].data(), p.n, p.e), fd, distill::none,
+                                                    distill::make_view(counted.data(), p.n), mse_opts);
                 terms[2] = value(mse);
                 head += o.feature_weight * terms[2];
                 for (std::size_t j = 0; j < ne; ++j) gf[j] = o.feature_weight * static_cast<double>(mse.grad_student.data()[j]);
@@ -380,8 +384,9 @@ TEST_CASE("self_distillation: partial outputs give the same values; the CPU need
         const auto o = options(2.0, 0.5, 1.0, red);
         exits_outputs<double> all(3, p.n, p.c, p.e, red), some(3, p.n, p.c, p.e, red);
         REQUIRE(run_sized(o, p.args(z, f), all.views(red), all.scratch).ok());
-        const std::size_t bytes = distill::workspace_bytes(o, p.args(z, f), all.views(red));
-        CHECK(bytes == (red == reduction::none ? 64u : 0u));  // N = 4 doubles, rounded to 64 bytes
+        // N = 4 doubles of row weights for the features (and 4 of row losses for none), rounded to 64 bytes.
+        CHECK(distill::workspace_bytes(o, p.args(z, f), all.views(red)) == 64u);
+        CHECK(distill::workspace_bytes(o, p.args(z, {}), all.views(red, false)) == (red == reduction::none ? 64u : 0u));
         auto views = some.views(red);
         views.head_loss = {};
         views.term_loss = {};
@@ -409,6 +414,7 @@ TEST_CASE("self_distillation: errors name the argument and the sizes, and nothin
                             error_kind kind, const char* argument, std::initializer_list<const char*> fragments) {
         std::vector<std::byte> scratch(256);
         const distill::status s = distill::run(o, args, views, distill::workspace{scratch.data(), scratch.size()});
+        INFO("message: ", std::string(s.message()));
         distill_test::check_method_error("self_distillation", s, code, kind, argument, fragments);
         CHECK(out.untouched());
     };
@@ -471,7 +477,7 @@ TEST_CASE("self_distillation: errors name the argument and the sizes, and nothin
         expect(options(0.0, 0.1, 0.05, red), p.args(z, f), out, out.views(red), errc::invalid_parameter, error_kind::value,
                "temperature", {"temperature = 0"});
         expect(options(3.0, 1.5, 0.05, red), p.args(z, f), out, out.views(red), errc::invalid_parameter, error_kind::value,
-               "alpha", {"alpha = 1.5", "[0, 1]"});
+               "alpha", {"alpha = 1.5", "is outside [0"});
         expect(options(3.0, 0.1, -1.0, red), p.args(z, f), out, out.views(red), errc::invalid_parameter, error_kind::value,
                "feature_weight", {"feature_weight = -1"});
         expect(options(3.0, 0.1, std::numeric_limits<double>::infinity(), red), p.args(z, f), out, out.views(red),
