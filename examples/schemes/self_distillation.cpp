@@ -137,7 +137,7 @@ void train(multi_exit_net& net, const toy::dataset& data, int epochs, const dist
             distill::self_distillation_outputs<float> outs{distill::make_view(&loss, 1)};
             outs.grad_logits = grad_logit_views;
             outs.grad_features = grad_feat_views;
-            scratch.resize(distill::workspace_bytes(opts, args, outs));  // 0 on the CPU for batchmean
+            scratch.resize(distill::workspace_bytes(opts, args, outs));  // the hint's row weights: N floats
             if (const distill::status s = distill::run(opts, args, outs, distill::workspace{scratch.data(), scratch.size()}); !s) {
                 std::fprintf(stderr, "self_distillation: %s\n", s.message());
                 std::exit(2);
