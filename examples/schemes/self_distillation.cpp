@@ -3,11 +3,10 @@
 //
 // A network of three ReLU blocks has an exit after each block (a bottleneck layer whose output is
 // the exit's feature, then a linear classifier). It is trained twice from the same weights: with
-// each exit on cross-entropy alone (distill::self_distillation with alpha = 0 and no feature
-// weight: its gradient is then exactly each exit's cross-entropy gradient), and with BYOT
-// (cross-entropy, KL to the deepest exit and a feature hint to the deepest exit's bottleneck
-// features), both from one run step per batch into reused buffers. Prints each exit's test
-// accuracy and how far the shallow exits' predictions are from the deepest one's.
+// each exit on cross-entropy alone (a distill::objective of one ce term per exit), and with BYOT
+// (distill::self_distillation: cross-entropy, KL to the deepest exit and a feature hint to the
+// deepest exit's bottleneck features, from one run step per batch into reused buffers). Prints
+// each exit's test accuracy and how far the shallow exits' predictions are from the deepest one's.
 // Sanity check (exit 1 on failure): every exit beats chance by 2x, and under BYOT the shallow
 // exits are closer (mean KL on the test set) to the deepest exit than under cross-entropy alone,
 // which is what the KL term optimises.
@@ -113,9 +112,9 @@ struct multi_exit_net {
     }
 };
 
-/// Trains the network for `epochs` with the given options (alpha = 0, feature_weight = 0: every
-/// exit on cross-entropy alone).
-void train(multi_exit_net& net, const toy::dataset& data, int epochs, const distill::self_distillation_float_options& opts) {
+/// Trains the network for `epochs`: with BYOT when `byot`, else every exit on cross-entropy alone.
+void train(multi_exit_net& net, const toy::dataset& data, int epochs, bool byot) {
+    const distill::self_distillation_float_options opts{};  // T = 3, alpha = 0.1, feature_weight = 0.05
     std::vector<std::vector<float>> grad_logits(exits, std::vector<float>(batch * classes)),
         grad_feats(exits, std::vector<float>(batch * bottleneck));
     std::vector<distill::any_view<float>> grad_logit_views, grad_feat_views;
@@ -133,7 +132,23 @@ void train(multi_exit_net& net, const toy::dataset& data, int epochs, const dist
                 z.push_back(distill::make_view(net.logits[k].data(), batch, classes));
                 f.push_back(distill::make_view(net.feats[k].data(), batch, bottleneck));
             }
-            const distill::self_distillation_args<float> args{z, distill::make_view(data.y.data() + start, batch), f};
+            const auto labels = distill::make_view(data.y.data() + start, batch);
+            if (!byot) {  // the baseline: sum over exits of ce, each exit's gradient into its own buffer
+                distill::objective<float> objective(epoch);
+                for (int k = 0; k < exits; ++k) {
+                    objective.add(1.0, distill::ce_float_options{}, distill::response_args<float>{z[k], {}, labels},
+                                  distill::response_outputs<float>{{}, grad_logit_views[k]});
+                    std::fill(grad_feats[k].begin(), grad_feats[k].end(), 0.0f);
+                }
+                if (!objective.ok()) {
+                    std::fprintf(stderr, "objective: %s\n", objective.status().message());
+                    std::exit(2);
+                }
+                net.backward(grad_logits, grad_feats, batch);
+                net.step(0.02f);
+                continue;
+            }
+            const distill::self_distillation_args<float> args{z, labels, f};
             distill::self_distillation_outputs<float> outs{distill::make_view(&loss, 1)};
             outs.grad_logits = grad_logit_views;
             outs.grad_features = grad_feat_views;
@@ -173,13 +188,10 @@ int main(int argc, char** argv) {
     const toy::dataset train_set = toy::dataset::clusters(1024, features, classes, 2.0f, 7);
     const toy::dataset test_set = toy::dataset::clusters(4000, features, classes, 2.0f, 8);
 
-    distill::self_distillation_float_options ce_only;  // each exit on cross-entropy alone
-    ce_only.alpha = 0.0f;
-    ce_only.feature_weight = 0.0f;
-    const distill::self_distillation_float_options byot{};  // T = 3, alpha = 0.1, feature_weight = 0.05
+    const distill::self_distillation_float_options byot{};
     multi_exit_net plain, self;  // the same initial weights
-    train(plain, train_set, epochs, ce_only);
-    train(self, train_set, epochs, byot);
+    train(plain, train_set, epochs, false);
+    train(self, train_set, epochs, true);
 
     bool ok = true;
     std::printf("%d exits, %d epochs, %d training rows, %d classes; BYOT: T = %.0f, alpha = %.2f, feature_weight = %.2f\n\n",
