@@ -41,7 +41,9 @@
 // Cost: per shallow exit one ce pass (two reads of a row, one exp per class), one kd pass (the
 // teacher's statistics are recomputed for every exit; three reads, four exp per class when it
 // adds into the ce gradient) and one logit_mse pass over N x E; the deepest exit one ce pass.
-// So O(K N (C + E)) time and no N x C temporary. The workspace holds the feature terms' row
+// So O(K N (C + E)) time and no N x C temporary; measured (float, one thread, K = 3, N = 64,
+// C = 32000) the call costs the sum of its terms' calls, 3 ce + 2 kd, where ce's scalar kernel
+// dominates (about 12x kd's SIMD one). The workspace holds the feature terms' row
 // weights (N values, with features), a term's row losses for reduction none (N values) or its
 // value on a device memory space (1), plus what the losses' run steps need on the backend (0 on
 // the CPU): workspace_bytes() tells.
