@@ -7,3 +7,4 @@
 #include "schemes/mutual.hpp"
 #include "schemes/generations.hpp"
 #include "schemes/multi_teacher.hpp"
+#include "schemes/self_distillation.hpp"
