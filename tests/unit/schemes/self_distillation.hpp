@@ -309,10 +309,10 @@ TEST_CASE("self_distillation: the deepest exit gets (1 - alpha) times its cross-
         return o2.heads[2];
     };
     distill_test::check_all_close(out.grad_logits[2], distill_test::numeric_gradient(own_loss, p.logits[2]), 1e-6, 1e-8);
-    // Exactly (1 - alpha) times ce's gradient, and no gradient for the deepest features.
+    // (1 - alpha) times ce's gradient (to rounding: the scale is applied inside the kernel), no feature gradient.
     const auto ce = distill::ce(distill::make_view(p.logits[2].data(), p.n, p.c), distill::make_view(p.labels.data(), p.n));
     for (std::size_t j = 0; j < out.grad_logits[2].size(); ++j)
-        DISTILL_CHECK_CLOSE(out.grad_logits[2][j], 0.75 * ce.grad_student.data()[j], 1e-15, 1e-17);
+        DISTILL_CHECK_CLOSE(out.grad_logits[2][j], 0.75 * ce.grad_student.data()[j], 1e-12, 1e-15);  // to rounding
     for (double g : out.grad_features[2]) CHECK(g == 0.0);
     CHECK(out.terms[7] == 0.0);  // L_D has no KL and no hint term
     CHECK(out.terms[8] == 0.0);

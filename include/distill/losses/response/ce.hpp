@@ -50,32 +50,58 @@ struct ce_row_kernel {
     T smoothing;  ///< eps
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+        using V = row_value_t<T>;
+        if constexpr (lanes_v<V> > 1)
+            if (ctx.student.col_stride == 1 && (!ctx.grad.present() || ctx.grad.col_stride == 1)) return row<V, true>(i);
+        return row<V, false>(i);
+    }
+
+    /// Row i over values V (SIMD packs for float on the host; unit-stride when contiguous): the
+    /// maximum, a compensated sum of exp(s - max), then the gradient row and the centred sum.
+    template <class V, bool Unit>
+    DISTILL_HD row_result<T> row(index_t i) const noexcept {
         const T w = ctx.row_scale(i);
         if (w == T(0)) {  // also every ignored row, whose label may be outside [0, C)
             ctx.zero_grad_row(i);
             return {};
         }
-        const index_t cols = ctx.student.cols, cs = ctx.student.col_stride;
+        const index_t cols = ctx.student.cols, cs = Unit ? 1 : ctx.student.col_stride;
         const T* s = ctx.student.row(i);
         const auto y = static_cast<index_t>(ctx.labels[i]);
+        const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0
 
-        online_logsumexp<T> lse;
-        for (index_t c = 0; c < cols; ++c) lse.add(s[c * cs]);
-        const T max_s = lse.max, log_sum = detail::log(lse.sum);
+        V max_lanes = V(lowest<T>());
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            max_lanes = max_of(max_lanes, load_lanes<V>(s + c * cs, cs, count, pad));
+        });
+        const T max_s = max_of(lowest<T>(), lane_max(max_lanes));
+        blocked_sum<V> sum_lanes;
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            sum_lanes.add(exp_nonpositive(load_lanes<V>(s + c * cs, cs, count, pad) - max_s));
+        });
+        const T sum_s = sum_lanes.value();
+        const T log_sum = detail::log(sum_s);
 
         const T inv_cols = T(1) / T(cols);
         const T uniform = smoothing * inv_cols;  // eps / C: the smoothed target of every class
         const T hard = T(1) - smoothing;         // the label's extra target mass
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        const index_t cg = ctx.grad.col_stride;
+        const index_t cg = Unit ? 1 : ctx.grad.col_stride;
         T centred_sum = 0;  // sum_c (s_c - max), needed only when eps > 0
         const T gscale = w * ctx.grad_factor;
         if (g || smoothing > T(0)) {
-            for (index_t c = 0; c < cols; ++c) {
-                const T ds = s[c * cs] - max_s;
-                if (smoothing > T(0)) centred_sum += ds;
-                if (g) ctx.put_grad(g[c * cg], gscale * (detail::exp(ds - log_sum) - uniform - (c == y ? hard : T(0))));
-            }
+            const T inv_sum = T(1) / sum_s;
+            V centred = V(0);
+            for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+                // Lanes past the row's end read max_s: they add 0 to the centred sum (a masked -inf
+                // entry still makes it -inf), and their gradient lanes are not stored.
+                const V ds = load_lanes<V>(s + c * cs, cs, count, max_s) - max_s;
+                if (smoothing > T(0)) centred += ds;
+                if (g) ctx.put_grad(g + c * cg, cg, count, V(gscale) * (exp_nonpositive(ds) * V(inv_sum) - V(uniform)));
+            });
+            centred_sum = lane_sum(centred);
+            // The label's extra target: one element, after the row (a pack never holds it twice).
+            if (g && hard > T(0)) g[y * cg] -= gscale * hard;
         }
         // A zero factor drops its term, so that eps = 0 or eps = 1 never forms 0 * inf.
         T loss = 0;
