@@ -7,3 +7,4 @@
 #include "parity/labels.hpp"
 #include "parity/dist.hpp"
 #include "parity/kd_topk.hpp"
+#include "parity/schemes.hpp"
