@@ -1,7 +1,11 @@
 // Every response method with the Thrust CUDA backend, built by nvcc: the build checks that each
 // row kernel compiles as device code for sm_90. On a machine with a GPU it also compares each
 // method's loss and gradient on the GPU with the CPU backend (the same kernels, run on the host
-// by this translation unit); without a GPU it reports "skipped" (exit 77).
+// by this translation unit); without a GPU it reports "skipped" (exit 77). The schemes built on
+// the response kernels are here too: dml (three peers), multi_teacher (every ensemble mode), and
+// run calls with grad_scale and accumulate into prefilled device gradients (kd, multi_teacher).
+#include <distill/schemes/multi_teacher.hpp>
+#include <distill/schemes/mutual.hpp>
 #include <distill/thrust.hpp>
 
 #include <thrust/device_vector.h>
@@ -9,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -20,13 +25,16 @@ constexpr int skipped = 77;  // ctest SKIP_RETURN_CODE
 constexpr long rows = 5, cols = 37, top_k = 4;
 
 struct inputs {
-    std::vector<float> student, teacher, top_logprob;
+    std::vector<float> student, teacher, extra, top_logprob;
     std::vector<std::int64_t> labels, top_index;
-    inputs() : student(rows * cols), teacher(rows * cols), labels(rows), top_index(rows * top_k), top_logprob(rows * top_k) {
+    inputs()
+        : student(rows * cols), teacher(rows * cols), extra(rows * cols), top_logprob(rows * top_k), labels(rows),
+          top_index(rows * top_k) {
         unsigned state = 12345u;
         auto next = [&] { return (state = state * 1664525u + 1013904223u) / 4294967296.0f * 6.0f - 3.0f; };
         for (auto& x : student) x = next();
         for (auto& x : teacher) x = next();
+        for (auto& x : extra) x = next();
         for (long i = 0; i < rows; ++i) {
             labels[i] = i == 2 ? -100 : (i * 7) % cols;
             for (long j = 0; j < top_k; ++j) {
@@ -38,6 +46,20 @@ struct inputs {
 };
 
 int failures = 0;
+
+void report(const char* method, double loss, double worst, bool ok) {
+    ok = ok && worst <= 1e-4;
+    std::printf("%-16s loss %.6f  max |gpu - cpu| %.2e  %s\n", method, loss, worst, ok ? "ok" : "FAILED");
+    failures += !ok;
+}
+
+/// The largest |host - device| over n values, host in host memory and device in device memory.
+double worst_of(const float* host, const thrust::device_vector<float>& device, long n) {
+    const thrust::host_vector<float> d = device;
+    double worst = 0;
+    for (long e = 0; e < n; ++e) worst = std::fmax(worst, std::fabs(static_cast<double>(host[e]) - d[e]));
+    return worst;
+}
 
 template <class HostResult, class DeviceResult>
 void compare(const char* method, const HostResult& host, const DeviceResult& device) {
@@ -63,15 +85,17 @@ int main() {
     const auto y = distill::make_view(in.labels.data(), rows);
     const auto ids = distill::make_view(in.top_index.data(), rows, top_k);
     const auto lp = distill::make_view(in.top_logprob.data(), rows, top_k);
+    const auto x = distill::make_view(in.extra.data(), rows, cols);
     if (!has_gpu) {
         std::printf("no CUDA device: every method compiled for the GPU; values not checked\n");
         return skipped;
     }
     const thrust::device_vector<float> ds(in.student.begin(), in.student.end()), dt(in.teacher.begin(), in.teacher.end()),
-        dlp(in.top_logprob.begin(), in.top_logprob.end());
+        dx(in.extra.begin(), in.extra.end()), dlp(in.top_logprob.begin(), in.top_logprob.end());
     const thrust::device_vector<std::int64_t> dy(in.labels.begin(), in.labels.end()),
         dids(in.top_index.begin(), in.top_index.end());
-    const auto gs = distill::as_matrix(ds, rows, cols), gt = distill::as_matrix(dt, rows, cols);
+    const auto gs = distill::as_matrix(ds, rows, cols), gt = distill::as_matrix(dt, rows, cols),
+               gx = distill::as_matrix(dx, rows, cols);
     const auto gids = distill::as_matrix(dids, rows, top_k);
     const auto glp = distill::as_matrix(dlp, rows, top_k);
 
@@ -95,5 +119,65 @@ int main() {
             distill::dist(gs, gt, distill::dist_options{.temperature = 2.0}));
     compare("kd_topk", distill::kd_topk(s, ids, lp, y, distill::kd_topk_options{.temperature = 2.0, .renormalize = true}),
             distill::kd_topk(gs, gids, glp, dy, distill::kd_topk_options{.temperature = 2.0, .renormalize = true}));
+
+    // dml: three peers' losses and gradients.
+    {
+        const distill::dml_options o{.temperature = 2.0, .kl_weight = 0.5};
+        const auto host = distill::dml(distill::teacher_views(s, t, x), y, o);
+        const auto device = distill::dml(distill::teacher_views(gs, gt, gx), dy, o);
+        double worst = std::fabs(static_cast<double>(host.total) - device.total);
+        for (std::size_t k = 0; k < 3; ++k)
+            worst = std::fmax(worst, worst_of(host.grad_peers[k].data(), device.grad_peers[k].storage_object(), rows * cols));
+        report("dml", host.total, worst, host.status.ok() && device.status.ok());
+    }
+    // multi_teacher: two teachers, every ensemble mode (one kernel; the mode is a run-time choice).
+    for (const auto mode : {distill::ensemble_mode::average_probabilities, distill::ensemble_mode::average_logits,
+                            distill::ensemble_mode::confidence_weighted, distill::ensemble_mode::best_teacher}) {
+        const distill::multi_teacher_options o{.temperature = 2.0, .mode = mode};
+        compare("multi_teacher", distill::multi_teacher(s, distill::teacher_views(t, x), y, o),
+                distill::multi_teacher(gs, distill::teacher_views(gt, gx), dy, o));
+    }
+    // grad_scale and accumulate: kd (with d/dT) and multi_teacher add -0.5 x their gradient to an
+    // earlier one, through the run step into caller-owned device outputs.
+    {
+        std::vector<float> earlier(rows * cols);
+        for (long e = 0; e < rows * cols; ++e) earlier[e] = 0.125f * static_cast<float>(e % 7) - 0.25f;
+        const float scale = -0.5f, earlier_dt = 1.5f;
+        std::vector<float> host_grad = earlier, host_loss(1), host_dt(1, earlier_dt), host_mt_grad = earlier, host_mt_loss(1);
+        thrust::device_vector<float> grad(earlier.begin(), earlier.end()), loss(1), dtemp(1, earlier_dt),
+            mt_grad(earlier.begin(), earlier.end()), mt_loss(1);
+        const distill::kd_options ko{.temperature = 2.0};
+        const distill::status host_kd = distill::run(
+            ko, distill::make_response_args(s, t, y),
+            distill::response_outputs<float>{distill::make_view(host_loss.data(), 1), distill::make_view(host_grad.data(), rows, cols),
+                                             distill::make_view(host_dt.data(), 1), scale, true});
+        const distill::response_outputs<float, distill::device_space> kd_outs{
+            distill::as_view(loss), distill::as_matrix(grad, rows, cols), distill::as_view(dtemp), scale, true};
+        const auto kd_args = distill::make_response_args(gs, gt, dy);
+        thrust::device_vector<float> scratch(distill::workspace_bytes(ko, kd_args, kd_outs) / sizeof(float) + 1);
+        const distill::status device_kd = distill::run(
+            ko, kd_args, kd_outs, distill::workspace{thrust::raw_pointer_cast(scratch.data()), scratch.size() * sizeof(float)});
+        double worst = std::fmax(worst_of(host_grad.data(), grad, rows * cols), worst_of(host_dt.data(), dtemp, 1));
+        report("kd accumulate", host_loss[0], std::fmax(worst, worst_of(host_loss.data(), loss, 1)),
+               host_kd.ok() && device_kd.ok() && host_dt[0] != earlier_dt);
+
+        const distill::multi_teacher_options mo{.temperature = 2.0, .mode = distill::ensemble_mode::confidence_weighted};
+        const auto host_teachers = distill::teacher_views(t, x);
+        const auto device_teachers = distill::teacher_views(gt, gx);
+        const distill::status host_mt = distill::run(
+            mo, distill::multi_teacher_args<float>{s, host_teachers, y},
+            distill::multi_teacher_outputs<float>{distill::make_view(host_mt_loss.data(), 1),
+                                                  distill::make_view(host_mt_grad.data(), rows, cols), {}, scale, true});
+        const distill::multi_teacher_args<float, distill::device_space> mt_args{gs, device_teachers, distill::as_view(dy)};
+        const distill::multi_teacher_outputs<float, distill::device_space> mt_outs{
+            distill::as_view(mt_loss), distill::as_matrix(mt_grad, rows, cols), {}, scale, true};
+        thrust::device_vector<float> mt_scratch(distill::workspace_bytes(mo, mt_args, mt_outs) / sizeof(float) + 1);
+        const distill::status device_mt =
+            distill::run(mo, mt_args, mt_outs,
+                         distill::workspace{thrust::raw_pointer_cast(mt_scratch.data()), mt_scratch.size() * sizeof(float)});
+        report("multi_teacher acc", host_mt_loss[0],
+               std::fmax(worst_of(host_mt_grad.data(), mt_grad, rows * cols), worst_of(host_mt_loss.data(), mt_loss, 1)),
+               host_mt.ok() && device_mt.ok());
+    }
     return failures == 0 ? 0 : 1;
 }

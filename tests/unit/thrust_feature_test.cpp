@@ -7,3 +7,4 @@
 #include "feature_parity/maps.hpp"
 #include "feature_parity/relations.hpp"
 #include "feature_parity/elementwise.hpp"
+#include "feature_parity/accumulate.hpp"

@@ -1,5 +1,6 @@
 // tests/unit/thrust_response_test.cpp: parity of the Thrust backend (OMP device system) with the
-// CPU backend for the response methods other than kd, and their errors through device memory.
+// CPU backend for the response methods other than kd, their errors through device memory, the
+// grad_scale / accumulate outputs (kd included) and the dml and multi_teacher schemes.
 // Each family's tests live in parity/<family>.hpp.
 #include "thrust_support.hpp"
 
@@ -7,3 +8,4 @@
 #include "parity/labels.hpp"
 #include "parity/dist.hpp"
 #include "parity/kd_topk.hpp"
+#include "parity/schemes.hpp"
