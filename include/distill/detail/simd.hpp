@@ -76,11 +76,11 @@ inline constexpr int lanes_v = 1;
 
 /// One value's worth of elements from p (stride in elements): a scalar reads *p.
 template <class V, class T>
-DISTILL_HD inline V load_lanes(const T* p, index_t, int, T) noexcept {
+DISTILL_HD DISTILL_FORCE_INLINE V load_lanes(const T* p, index_t, int, T) noexcept {
     return *p;
 }
 template <class V, class T>
-DISTILL_HD inline void store_lanes(T* p, index_t, int, V v) noexcept {
+DISTILL_HD DISTILL_FORCE_INLINE void store_lanes(T* p, index_t, int, V v) noexcept {
     *p = v;
 }
 
@@ -89,9 +89,9 @@ struct float_pack;
 struct float_mask {
     typedef std::int32_t native __attribute__((vector_size(DISTILL_SIMD_BYTES)));
     native m;
-    friend float_mask operator&&(float_mask a, float_mask b) noexcept { return {a.m & b.m}; }
-    friend float_mask operator||(float_mask a, float_mask b) noexcept { return {a.m | b.m}; }
-    friend float_mask operator!(float_mask a) noexcept { return {~a.m}; }
+    DISTILL_FORCE_INLINE friend float_mask operator&&(float_mask a, float_mask b) noexcept { return {a.m & b.m}; }
+    DISTILL_FORCE_INLINE friend float_mask operator||(float_mask a, float_mask b) noexcept { return {a.m | b.m}; }
+    DISTILL_FORCE_INLINE friend float_mask operator!(float_mask a) noexcept { return {~a.m}; }
 };
 
 /// DISTILL_SIMD_BYTES / 4 floats with the arithmetic of a float.
@@ -105,7 +105,7 @@ struct float_pack {
     constexpr float_pack(float x) noexcept : v(native{} + x) {}  // broadcast
 
     /// `count` (<= width) elements from p with the given stride; the other lanes hold `fill`.
-    static float_pack load(const float* p, std::int64_t stride, int count, float fill) noexcept {
+    DISTILL_FORCE_INLINE static float_pack load(const float* p, std::int64_t stride, int count, float fill) noexcept {
         float_pack r(fill);
         if (stride == 1) {
             if (count == width) {
@@ -123,7 +123,7 @@ struct float_pack {
         return r;
     }
     /// Writes the first `count` lanes to p with the given stride.
-    void store(float* p, std::int64_t stride, int count) const noexcept {
+    DISTILL_FORCE_INLINE void store(float* p, std::int64_t stride, int count) const noexcept {
         if (stride == 1) {
             if (count == width) {
                 std::memcpy(p, &v, sizeof v);
@@ -139,35 +139,35 @@ struct float_pack {
         }
     }
 
-    friend float_pack operator+(float_pack a, float_pack b) noexcept { return a.v + b.v; }
-    friend float_pack operator-(float_pack a, float_pack b) noexcept { return a.v - b.v; }
-    friend float_pack operator*(float_pack a, float_pack b) noexcept { return a.v * b.v; }
-    friend float_pack operator/(float_pack a, float_pack b) noexcept { return a.v / b.v; }
-    friend float_pack operator-(float_pack a) noexcept { return -a.v; }
-    float_pack& operator+=(float_pack b) noexcept { return v += b.v, *this; }
-    float_pack& operator-=(float_pack b) noexcept { return v -= b.v, *this; }
-    friend float_mask operator<(float_pack a, float_pack b) noexcept { return {a.v < b.v}; }
-    friend float_mask operator>(float_pack a, float_pack b) noexcept { return {a.v > b.v}; }
-    friend float_mask operator<=(float_pack a, float_pack b) noexcept { return {a.v <= b.v}; }
-    friend float_mask operator>=(float_pack a, float_pack b) noexcept { return {a.v >= b.v}; }
-    friend float_mask operator==(float_pack a, float_pack b) noexcept { return {a.v == b.v}; }
-    friend float_mask operator!=(float_pack a, float_pack b) noexcept { return {a.v != b.v}; }
+    DISTILL_FORCE_INLINE friend float_pack operator+(float_pack a, float_pack b) noexcept { return a.v + b.v; }
+    DISTILL_FORCE_INLINE friend float_pack operator-(float_pack a, float_pack b) noexcept { return a.v - b.v; }
+    DISTILL_FORCE_INLINE friend float_pack operator*(float_pack a, float_pack b) noexcept { return a.v * b.v; }
+    DISTILL_FORCE_INLINE friend float_pack operator/(float_pack a, float_pack b) noexcept { return a.v / b.v; }
+    DISTILL_FORCE_INLINE friend float_pack operator-(float_pack a) noexcept { return -a.v; }
+    DISTILL_FORCE_INLINE float_pack& operator+=(float_pack b) noexcept { return v += b.v, *this; }
+    DISTILL_FORCE_INLINE float_pack& operator-=(float_pack b) noexcept { return v -= b.v, *this; }
+    DISTILL_FORCE_INLINE friend float_mask operator<(float_pack a, float_pack b) noexcept { return {a.v < b.v}; }
+    DISTILL_FORCE_INLINE friend float_mask operator>(float_pack a, float_pack b) noexcept { return {a.v > b.v}; }
+    DISTILL_FORCE_INLINE friend float_mask operator<=(float_pack a, float_pack b) noexcept { return {a.v <= b.v}; }
+    DISTILL_FORCE_INLINE friend float_mask operator>=(float_pack a, float_pack b) noexcept { return {a.v >= b.v}; }
+    DISTILL_FORCE_INLINE friend float_mask operator==(float_pack a, float_pack b) noexcept { return {a.v == b.v}; }
+    DISTILL_FORCE_INLINE friend float_mask operator!=(float_pack a, float_pack b) noexcept { return {a.v != b.v}; }
 };
 
 template <>
 inline constexpr int lanes_v<float_pack> = float_pack::width;
 template <>
-inline float_pack load_lanes<float_pack, float>(const float* p, index_t stride, int count, float fill) noexcept {
+DISTILL_FORCE_INLINE float_pack load_lanes<float_pack, float>(const float* p, index_t stride, int count, float fill) noexcept {
     return float_pack::load(p, stride, count, fill);
 }
 template <>
-inline void store_lanes<float_pack, float>(float* p, index_t stride, int count, float_pack v) noexcept {
+DISTILL_FORCE_INLINE void store_lanes<float_pack, float>(float* p, index_t stride, int count, float_pack v) noexcept {
     v.store(p, stride, count);
 }
 
-inline float_pack select(float_mask m, float_pack a, float_pack b) noexcept { return m.m ? a.v : b.v; }
-inline float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
-inline float lane_sum(float_pack x) noexcept {
+DISTILL_FORCE_INLINE float_pack select(float_mask m, float_pack a, float_pack b) noexcept { return m.m ? a.v : b.v; }
+DISTILL_FORCE_INLINE float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
+DISTILL_FORCE_INLINE float lane_sum(float_pack x) noexcept {
     // Pairwise: halves added until one lane is left (more accurate than a running sum).
 #if defined(__AVX512F__)
     const __m512 v = (__m512)x.v;
@@ -183,7 +183,7 @@ inline float lane_sum(float_pack x) noexcept {
     return lanes[0];
 #endif
 }
-inline float lane_max(float_pack x) noexcept {
+DISTILL_FORCE_INLINE float lane_max(float_pack x) noexcept {
 #if defined(__AVX512F__)
     const __m512 v = (__m512)x.v;
     const __m256 h8 = _mm256_max_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -342,7 +342,7 @@ using row_value_t = typename row_value<T>::type;
 template <class V>
 struct compensated_sum {
     V sum = V(0), lost = V(0);
-    DISTILL_HD void add(V x) noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE void add(V x) noexcept {
         const V y = x - lost;
         const V t = sum + y;
         lost = (t - sum) - y;
@@ -390,7 +390,7 @@ struct blocked_sum {
         }
     }
     /// The sum over every lane.
-    DISTILL_HD auto value() const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE auto value() const noexcept {
         compensated_sum<V> t = total;
         t.add(part);
         return lane_sum(t.sum) - lane_sum(t.lost);

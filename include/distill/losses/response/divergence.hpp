@@ -81,6 +81,7 @@ struct softmax_pair_stats {
     T max_s, max_t, log_sum_s, log_sum_t, log_ratio;
     T sum_s, sum_t;          ///< sums of exp(s - max_s), exp(t - max_t)
     T inv_sum_s, inv_sum_t;  ///< ps = exp(s - max_s) * inv_sum_s, pt = exp(t - max_t) * inv_sum_t
+    T student_gap = 0;       ///< with `gap`: sum_c exp(s_c - max_s) ((s_c - max_s) - (t_c - max_t)) (0 * x = 0)
 };
 
 /// s' = x * scale with scale > 0: the tempered logit (max(s') = scale * max(x)).
@@ -88,7 +89,7 @@ template <class T>
 struct row_scaling {
     T scale = 1;
     template <class V>
-    DISTILL_HD constexpr V operator()(V x) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE constexpr V operator()(V x) const noexcept {
         return x * scale;
     }
 };
@@ -104,11 +105,14 @@ inline constexpr bool is_row_scaling_v<row_scaling<T>> = true;
 /// `next_s` / `next_t` are not null (contiguous rows on the host), the second pass also prefetches
 /// the next row's lines, so that its first pass reads from cache. log_sums = false leaves
 /// log_sum_s and log_sum_t 0 (two logs per row fewer for callers that need only log_ratio).
+/// gap = true also sums exp(s' - max_s) (s' - max_s - (t' - max_t)), from which the reverse KL is
+/// student_gap / sum_s + log_ratio without another pass.
 template <class V, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
                                                          index_t ce = 1, const T* next_s = nullptr,
-                                                         const T* next_t = nullptr, bool log_sums = true) noexcept {
+                                                         const T* next_t = nullptr, bool log_sums = true,
+                                                         bool gap = false) noexcept {
     const T pad = -infinity_v<T>;  // lanes past the row's end: exp(-inf) = 0
     V max_s = V(lowest<T>()), max_t = V(lowest<T>());
     softmax_pair_stats<T> r;
@@ -129,15 +133,20 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
         r.max_t = lane_max(max_t);
     }
     blocked_sum<V> sum_s, sum_t;
+    V gap_lanes = V(0);
     for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
         if (next_s) prefetch(next_s + c);
         if (next_t) prefetch(next_t + c);
-        const V es = exp_nonpositive(fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s);
+        const V ds = fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s;
+        const V dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t;
+        const V es = exp_nonpositive(ds);
         if (student_exp) store_lanes(student_exp + c * ce, ce, count, es);
         sum_s.add(es);
-        sum_t.add(exp_nonpositive(ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t));
+        sum_t.add(exp_nonpositive(dt));
+        if (gap) gap_lanes += select(es > V(0), es * (ds - dt), V(0));
     });
     const T total_s = sum_s.value(), total_t = sum_t.value();
+    if (gap) r.student_gap = lane_sum(gap_lanes);
     r.log_sum_s = log_sums ? detail::log(total_s) : T(0);  // kd needs only the ratio
     r.log_sum_t = log_sums ? detail::log(total_t) : T(0);
     r.log_ratio = detail::log(total_t / total_s);
@@ -178,6 +187,14 @@ inline constexpr bool store_student_derivative_v = false;
 template <class Terms>
 inline constexpr bool store_student_derivative_v<Terms, std::void_t<decltype(Terms::store_student_derivative)>> =
     Terms::store_student_derivative;
+
+/// Terms whose loss is the reverse KL, sum_c ps_c (ls_c - lt_c), with d phi / d ls = ps (ls - lt + 1)
+/// declare `static constexpr bool reverse_kl = true`: the statistics pass then yields the loss
+/// (student_gap / sum_s + log_ratio) and A = loss + 1, and the loss pass is skipped unless d/dT is wanted.
+template <class Terms, class = void>
+inline constexpr bool reverse_kl_v = false;
+template <class Terms>
+inline constexpr bool reverse_kl_v<Terms, std::void_t<decltype(Terms::reverse_kl)>> = Terms::reverse_kl;
 
 /// Terms that never read ls and lt themselves (only ps, pt and ls - lt) declare
 /// `static constexpr bool uses_log_probabilities = false`: the statistics then skip two logs per row.
@@ -231,7 +248,7 @@ struct divergence_row_kernel {
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
         const softmax_pair_stats<T> st = softmax_pair_statistics<V>(
             s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i),
-            static_cast<const T*>(nullptr), uses_log_probabilities_v<Terms>);
+            static_cast<const T*>(nullptr), uses_log_probabilities_v<Terms>, reverse_kl_v<Terms> && !ctx.want_dtemperature);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
         // The loss pass leaves d phi / d ls in the gradient row for costly terms.
         const bool keep_derivative = store_student_derivative_v<Terms> && g != nullptr && !ctx.accumulate;
@@ -261,21 +278,29 @@ struct divergence_row_kernel {
         };
 
         V loss = V(0), sum_a = V(0), sum_b = V(0), a_ds = V(0), ps_ds = V(0), b_dt = V(0), pt_dt = V(0);
-        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
-            if (next_t) prefetch(next_t + c);
-            const at_block e = evaluate(c, count);
-            loss += e.f.value;
-            sum_a += e.f.d_log_student;
-            if (keep_derivative) store_lanes(g + c * cg, cg, count, e.f.d_log_student);
-            if (ctx.want_dtemperature) {
-                sum_b += e.f.d_log_teacher;
-                a_ds += select(e.f.d_log_student != V(0), e.f.d_log_student * e.ds, V(0));
-                ps_ds += select(e.ps > V(0), e.ps * e.ds, V(0));
-                b_dt += select(e.f.d_log_teacher != V(0), e.f.d_log_teacher * e.dt, V(0));
-                pt_dt += select(e.pt > V(0), e.pt * e.dt, V(0));
-            }
-        });
-        const T total_a = lane_sum(sum_a);
+        T total = T(0), total_a = T(0);
+        if (reverse_kl_v<Terms> && !ctx.want_dtemperature) {
+            // The reverse KL from the statistics: no loss pass.
+            total = st.student_gap * st.inv_sum_s + st.log_ratio;
+            total_a = total + T(1);
+        } else {
+            for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+                if (next_t) prefetch(next_t + c);
+                const at_block e = evaluate(c, count);
+                loss += e.f.value;
+                sum_a += e.f.d_log_student;
+                if (keep_derivative) store_lanes(g + c * cg, cg, count, e.f.d_log_student);
+                if (ctx.want_dtemperature) {
+                    sum_b += e.f.d_log_teacher;
+                    a_ds += select(e.f.d_log_student != V(0), e.f.d_log_student * e.ds, V(0));
+                    ps_ds += select(e.ps > V(0), e.ps * e.ds, V(0));
+                    b_dt += select(e.f.d_log_teacher != V(0), e.f.d_log_teacher * e.dt, V(0));
+                    pt_dt += select(e.pt > V(0), e.pt * e.dt, V(0));
+                }
+            });
+            total = lane_sum(loss);
+            total_a = lane_sum(sum_a);
+        }
         if (g) {
             const V scale = V(ctx.grad_scale(i) * tau);
             if (keep_derivative) {
@@ -290,7 +315,6 @@ struct divergence_row_kernel {
                 });
             }
         }
-        const T total = lane_sum(loss);
         row_result<T> r;
         r.value = w * tau * tau * total;
         if (ctx.want_dtemperature)

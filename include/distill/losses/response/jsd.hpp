@@ -53,7 +53,7 @@ struct generalized_js_terms {
     /// log-space form), the other by adding or subtracting d: one exp and one log per class
     /// instead of two of each.
     template <class V>
-    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V pt, V ls_minus_lt) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V pt, V ls_minus_lt) const noexcept {
         const auto student_ahead = ls_minus_lt >= V(0);
         const V e = exp_nonpositive(select(student_ahead, -ls_minus_lt, ls_minus_lt));  // e^-|d|
         const V near = log_positive(select(student_ahead, V(one_minus_beta), V(beta)) +

@@ -60,7 +60,7 @@ struct row_transform {
     T inv_d = 1;  ///< 1 / (eps + sigma) when standardizing
     T sigma = 0;  ///< unbiased standard deviation when standardizing
     template <class V>
-    DISTILL_HD constexpr V operator()(V x) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE constexpr V operator()(V x) const noexcept {
         return (x - shift) * scale;
     }
 };

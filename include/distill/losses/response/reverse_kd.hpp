@@ -30,9 +30,10 @@ using reverse_kd_float_options = basic_reverse_kd_options<float>;
 namespace detail {
 template <class T>
 struct reverse_kl_terms {
+    static constexpr bool reverse_kl = true;  // the loss follows from the statistics pass
     static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     template <class V>
-    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
         const auto mass = ps > V(0);  // 0 * log(0 / pt) is 0
         return {select(mass, ps * ls_minus_lt, V(0)), select(mass, ps * (ls_minus_lt + V(1)), V(0)), -ps};
     }

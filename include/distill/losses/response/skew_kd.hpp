@@ -71,7 +71,7 @@ struct skewed_kl {
         V value, d_log_p, d_log_q;
     };
     template <class V>
-    DISTILL_HD term<V> operator()(V lp_minus_lq, V pp) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE term<V> operator()(V lp_minus_lq, V pp) const noexcept {
         if (one_minus_alpha == T(0)) return {V(0), V(0), V(0)};  // m = p at alpha = 1
         const auto mass = pp > V(0);                               // p-weighted: 0 where p = 0
         // m = q at alpha = 0: the plain KL (kd or reverse_kd), whose d / d lq = -p stays finite where q = 0.
@@ -94,7 +94,7 @@ struct skew_forward_terms {
     static constexpr bool store_student_derivative = true;  // log-space mixtures per class
     skewed_kl<T> kl;
     template <class V>
-    DISTILL_HD divergence_term<V> operator()(V, V, V, V pt, V ls_minus_lt) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V, V pt, V ls_minus_lt) const noexcept {
         const auto r = kl(-ls_minus_lt, pt);
         return {r.value, r.d_log_q, r.d_log_p};
     }
@@ -107,7 +107,7 @@ struct skew_reverse_terms {
     static constexpr bool store_student_derivative = true;  // log-space mixtures per class
     skewed_kl<T> kl;
     template <class V>
-    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V, V ls_minus_lt) const noexcept {
         const auto r = kl(ls_minus_lt, ps);
         return {r.value, r.d_log_p, r.d_log_q};
     }

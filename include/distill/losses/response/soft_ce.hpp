@@ -34,7 +34,7 @@ namespace detail {
 template <class T>
 struct soft_cross_entropy_terms {
     template <class V>
-    DISTILL_HD divergence_term<V> operator()(V ls, V, V, V pt, V /*ls_minus_lt*/) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V ls, V, V, V pt, V /*ls_minus_lt*/) const noexcept {
         const V value = select(pt > V(0), -pt * ls, V(0));  // 0 * log(ps) is 0 even where ps = 0
         return {value, -pt, value};
     }

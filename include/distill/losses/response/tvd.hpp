@@ -40,7 +40,7 @@ struct total_variation_terms {
     static constexpr bool store_student_derivative = true;  // the gradient pass recomputes ps only
     static constexpr bool exact_ties = true;  // |pt - ps| has subgradient 0 at a tie (torch's abs)
     template <class V>
-    DISTILL_HD divergence_term<V> operator()(V, V, V ps, V pt, V /*ls_minus_lt*/) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V pt, V /*ls_minus_lt*/) const noexcept {
         const V diff = pt - ps;
         const V half_sign = select(diff > V(0), V(T(0.5)), select(diff < V(0), V(T(-0.5)), V(0)));
         return {half_sign * diff, -half_sign * ps, half_sign * pt};
