@@ -583,6 +583,31 @@ TEST_CASE_TEMPLATE("kd_topk: shape errors name the argument and the sizes, and w
     }
 }
 
+TEST_CASE("kd_topk: repeated ids are found at every k (hash set up to 256 ids, pairwise above)") {
+    using namespace kd_topk_tests;
+    for (index_t k : {1, 2, 17, 64, 200, 256, 257, 400}) {
+        CAPTURE(k);
+        topk_problem<double> p(3, 1000, k, 211);
+        distill::kd_topk_options opts{};
+        {  // distinct ids (1000 values, many hash collisions in a small table) pass
+            host_outputs<double> out(1, p.n, p.v);
+            CHECK(distill::run(opts, p.args(), out.views(p.n, p.v)).ok());
+        }
+        if (k < 2) continue;
+        // A repeat in row 1 only, at the last position, of the id at position (k - 1) / 2.
+        const index_t j = k - 1, first = (k - 1) / 2;
+        p.ids[at(1 * k + j)] = p.ids[at(1 * k + first)];
+        const std::string value = "teacher.index[1][" + std::to_string(j) + "] = " + std::to_string(p.ids[at(1 * k + first)]);
+        const std::string earlier = "teacher.index[1][" + std::to_string(first) + "]";
+        check_topk_rejected(opts, p.args(), p.n, p.v, errc::repeated_index, error_kind::value, "teacher.index",
+                            {value.c_str(), "appears twice in row 1", earlier.c_str()});
+        // With a repeat in row 2 as well, row 1 (the first) is named.
+        p.ids[at(2 * k + 1)] = p.ids[at(2 * k + 0)];
+        check_topk_rejected(opts, p.args(), p.n, p.v, errc::repeated_index, error_kind::value, "teacher.index",
+                            {"appears twice in row 1"});
+    }
+}
+
 TEST_CASE_TEMPLATE("kd_topk: value errors name the argument, the position and the value, and write nothing", T, float,
                    double) {
     using namespace kd_topk_tests;

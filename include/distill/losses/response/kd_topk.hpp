@@ -33,11 +33,12 @@
 // log-probabilities are constants, so d/dT differentiates T^2 and the student's 1/T (the value
 // autograd gives at T = 1).
 //
-// Cost per row: O(V + k) time (the student row is read twice, the k teacher entries up to
-// three times), O(1) extra memory, no N x V temporaries: a kernel touches the student row and the
-// k teacher entries of its row, nothing else. The check step costs O(N k) for the range of the
-// ids and O(N k^2) compares for their distinctness (no allocation; k = 64 is 2016 compares per
-// row, below the O(V) exponentials of the loss for V >= 32k; k = 1024 is ~5e5 per row).
+// Cost per row: O(V + k) time (the student row is read three times: maximum, sum of exp, the
+// gradient; SIMD packs for float on the host; the k teacher entries up to three times), O(1)
+// extra memory, no N x V temporaries: a kernel touches the student row and the k teacher entries
+// of its row, nothing else. The check step costs O(N k) for the range of the ids and expected
+// O(N k) for their distinctness (a hash set of up to 512 slots on the stack per row; rows of more
+// than 256 ids fall back to O(k^2) pairwise compares; no allocation).
 //
 // Masked entries: a -inf student logit has probability 0 (nothing is added where the teacher
 // has no mass there; if a teacher id points at it with p > 0 the loss is +inf, as KL is, and
@@ -127,8 +128,8 @@ struct topk_id_outside_vocabulary {
     }
 };
 
-/// Element `flat` of the ids equals an earlier id of its row: O(k) compares, O(N k^2) in all,
-/// and no scratch memory (the check step allocates nothing).
+/// Element `flat` of the ids equals an earlier id of its row: O(k) compares (used on the row that
+/// has a repeat, to name the element).
 template <class Index>
 struct topk_id_repeats_earlier {
     matrix_ref<const Index> ids;
@@ -138,6 +139,41 @@ struct topk_id_repeats_earlier {
         const Index x = row[j * stride];
         for (index_t earlier = 0; earlier < j; ++earlier)
             if (row[earlier * stride] == x) return true;
+        return false;
+    }
+};
+
+/// Row i of the ids holds a repeated id: an open-addressing hash set on the stack (expected O(k)
+/// per row; up to 256 ids, beyond that the O(k^2) pairwise compare), no scratch memory.
+template <class Index>
+struct topk_row_has_repeat {
+    static constexpr int max_slots = 512;
+    matrix_ref<const Index> ids;
+    DISTILL_HD bool operator()(index_t i) const noexcept {
+        const index_t k = ids.cols, stride = ids.col_stride;
+        const Index* row = ids.row(i);
+        if (2 * k > max_slots) {
+            for (index_t j = 1; j < k; ++j)
+                for (index_t earlier = 0; earlier < j; ++earlier)
+                    if (row[earlier * stride] == row[j * stride]) return true;
+            return false;
+        }
+        index_t slots = 16;
+        while (slots < 2 * k) slots *= 2;
+        const std::uint64_t mask = static_cast<std::uint64_t>(slots - 1);
+        Index keys[max_slots];
+        bool used[max_slots];
+        for (index_t h = 0; h < slots; ++h) used[h] = false;
+        for (index_t j = 0; j < k; ++j) {
+            const Index x = row[j * stride];
+            std::uint64_t h = (static_cast<std::uint64_t>(x) * 0x9E3779B97F4A7C15ull) >> 40 & mask;
+            while (used[h]) {
+                if (keys[h] == x) return true;
+                h = (h + 1) & mask;
+            }
+            used[h] = true;
+            keys[h] = x;
+        }
         return false;
     }
 };
@@ -353,9 +389,16 @@ status check_topk_ids(const Backend& backend, const topk_args<T, Space, Index, L
         status s = topk_id_error<Backend>(errc::index_out_of_range, ids, outside / ids.cols, outside % ids.cols, value);
         return s.text(" is outside the vocabulary [0, ").number(vocabulary).text(")");
     }
-    const index_t repeat =
-        backend.transform_reduce(count, first_where<topk_id_repeats_earlier<Index>>{{ids}, count}, count, min_op<index_t>{});
-    if (repeat < count) {
+    // The first row with a repeated id (expected O(k) per row), then its first repeated element.
+    const index_t repeat_row =
+        backend.transform_reduce(ids.rows, first_where<topk_row_has_repeat<Index>>{{ids}, ids.rows}, ids.rows, min_op<index_t>{});
+    if (repeat_row < ids.rows) {
+        matrix_ref<const Index> row = ids;
+        row.data = ids.row(repeat_row);
+        row.rows = 1;
+        const index_t repeat = repeat_row * ids.cols +
+            backend.transform_reduce(ids.cols, first_where<topk_id_repeats_earlier<Index>>{{row}, ids.cols}, ids.cols,
+                                     min_op<index_t>{});
         const index_t i = repeat / ids.cols, j = repeat % ids.cols;
         status s = topk_id_error<Backend>(errc::repeated_index, ids, i, j, value);
         const index_t first = backend.transform_reduce(
@@ -369,7 +412,7 @@ status check_topk_ids(const Backend& backend, const topk_args<T, Space, Index, L
 }  // namespace detail
 
 /// Check of the parameters and inputs (before anything is allocated): every shape, then the
-/// values of the ids, labels and weights. O(N k^2) for the distinctness of the ids.
+/// values of the ids, labels and weights. Expected O(N k) for the distinctness of the ids.
 template <class Backend, class Real, class T, class Space, class Index, class Label>
 status check_args(const Backend& backend, const basic_kd_topk_options<Real>& opts,
                   const topk_args<T, Space, Index, Label>& args) noexcept(Backend::is_nothrow) {
