@@ -60,6 +60,8 @@ template <class T>
 DISTILL_HD T log_positive(T x) noexcept {
     return detail::log(x);
 }
+/// Whether any lane of a mask holds (a scalar mask is a bool).
+DISTILL_HD constexpr bool any_lane(bool m) noexcept { return m; }
 /// The sum and the max of a value's lanes (a scalar is one lane).
 template <class T>
 DISTILL_HD constexpr T lane_sum(T x) noexcept {
@@ -166,6 +168,10 @@ DISTILL_FORCE_INLINE void store_lanes<float_pack, float>(float* p, index_t strid
 }
 
 DISTILL_FORCE_INLINE float_pack select(float_mask m, float_pack a, float_pack b) noexcept { return m.m ? a.v : b.v; }
+DISTILL_FORCE_INLINE bool any_lane(float_mask m) noexcept {
+    float_mask::native zero{};
+    return std::memcmp(&m.m, &zero, sizeof zero) != 0;
+}
 DISTILL_FORCE_INLINE float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
 DISTILL_FORCE_INLINE float lane_sum(float_pack x) noexcept {
     // Pairwise: halves added until one lane is left (more accurate than a running sum).

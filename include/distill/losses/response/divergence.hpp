@@ -196,6 +196,14 @@ inline constexpr bool reverse_kl_v = false;
 template <class Terms>
 inline constexpr bool reverse_kl_v<Terms, std::void_t<decltype(Terms::reverse_kl)>> = Terms::reverse_kl;
 
+/// Terms whose stored d phi / d ls gives ps back (where it is not 0) declare a static
+/// `student_probability(a)`: the gradient pass then computes exp only for packs holding a 0.
+template <class Terms, class V, class = void>
+inline constexpr bool recovers_student_probability_v = false;
+template <class Terms, class V>
+inline constexpr bool recovers_student_probability_v<
+    Terms, V, std::void_t<decltype(Terms::template student_probability<V>(V(0)))>> = true;
+
 /// Terms that never read ls and lt themselves (only ps, pt and ls - lt) declare
 /// `static constexpr bool uses_log_probabilities = false`: the statistics then skip two logs per row.
 template <class Terms, class = void>
@@ -305,8 +313,18 @@ struct divergence_row_kernel {
             const V scale = V(ctx.grad_scale(i) * tau);
             if (keep_derivative) {
                 for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
-                    const V ps = exp_nonpositive(load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s) * V(st.inv_sum_s);
-                    store_lanes(g + c * cg, cg, count, scale * (load_lanes<V>(g + c * cg, cg, count, T(0)) - ps * V(total_a)));
+                    const V a = load_lanes<V>(g + c * cg, cg, count, T(0));
+                    const auto recompute = [&]() DISTILL_LAMBDA_INLINE {
+                        return exp_nonpositive(load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s) * V(st.inv_sum_s);
+                    };
+                    V ps;
+                    if constexpr (recovers_student_probability_v<Terms, V>) {
+                        ps = Terms::template student_probability<V>(a);
+                        if (const auto lost = a == V(0); any_lane(lost)) ps = select(lost, recompute(), ps);
+                    } else {
+                        ps = recompute();
+                    }
+                    store_lanes(g + c * cg, cg, count, scale * (a - ps * V(total_a)));
                 });
             } else {
                 for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {

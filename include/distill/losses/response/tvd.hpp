@@ -45,6 +45,12 @@ struct total_variation_terms {
         const V half_sign = select(diff > V(0), V(T(0.5)), select(diff < V(0), V(T(-0.5)), V(0)));
         return {half_sign * diff, -half_sign * ps, half_sign * pt};
     }
+    /// ps from the stored d phi / d ls = -sign(pt - ps) ps / 2 (exact: a power-of-two scale), where
+    /// it is not 0; the kernel recomputes ps at the lanes where it is (ties, ps = 0).
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE static V student_probability(V d_log_student) noexcept {
+        return select(d_log_student < V(0), V(T(-2)) * d_log_student, V(T(2)) * d_log_student);
+    }
 };
 
 struct tvd_method {
