@@ -174,7 +174,7 @@ status run(const Backend& backend, const O& opts, const feature_args<T, Space>& 
     if (status s = check(backend, opts, args, outs); !s) return s;
     if (!detail::is_finite(outs.grad_scale))
         return detail::method_error(errc::invalid_parameter, M::name, "grad_scale").text("grad_scale = ")
-            .real(static_cast<double>(outs.grad_scale)).text(" is not finite");
+            .real(outs.grad_scale).text(" is not finite");
     if (status s = detail::check_workspace(M::name, ws, workspace_bytes(backend, opts, args, outs)); !s) return s;
     if (!detail::gradients_through_workspace(outs)) {
         M::run(backend, opts, args, outs, ws);
