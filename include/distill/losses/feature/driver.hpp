@@ -165,8 +165,9 @@ std::size_t workspace_bytes(const Backend& backend, const O& opts, const feature
     return copies == 0 ? own : detail::align64(own) + copies;
 }
 
-/// Run step: checks, then the loss and the requested outputs. Allocation-free apart from Eigen's
-/// GEMM blocking (on the stack for small products); on error nothing is written.
+/// Run step: checks, then the loss and the requested outputs. Allocation-free at any size on the
+/// CPU backend (Eigen's products run in tiles whose packing buffers stay on the stack, see
+/// detail::gemm_tiles; tests/noheap); on error nothing is written.
 template <class Backend, feature_options O, class T, class Space>
 status run(const Backend& backend, const O& opts, const feature_args<T, Space>& args, const feature_outputs<T, Space>& outs,
            workspace ws = {}) noexcept(Backend::is_nothrow) {
