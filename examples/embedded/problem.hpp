@@ -59,7 +59,7 @@ inline distill::status kd_ce_step(const inputs& in, step_result& out) noexcept {
     const auto teacher = distill::make_view(in.teacher, batch, classes);
     const auto labels = distill::make_view(in.labels, batch);
 
-    // KD: the gradient buffer is overwritten with alpha * dKD/ds, and d/dT is written.
+    // KD: the gradient buffer is overwritten with alpha * dKD/ds, and alpha * dKD/dT is written.
     distill::response_outputs<float> kd_out{distill::make_view(&out.kd, 1), distill::make_view(out.grad, batch, classes),
                                             distill::make_view(&out.grad_temperature, 1)};
     kd_out.grad_scale = alpha;
@@ -74,7 +74,6 @@ inline distill::status kd_ce_step(const inputs& in, step_result& out) noexcept {
     if (distill::status s = distill::run(distill::ce_float_options{}, ce_args, ce_out); !s) return s;
 
     out.loss = alpha * out.kd + (1.0f - alpha) * out.ce;
-    out.grad_temperature *= alpha;
     return {};
 }
 
