@@ -8,6 +8,7 @@
 #include <distill/schemes.hpp>
 #endif
 
+#include <cstddef>
 #include <cstdint>
 
 namespace {
@@ -66,7 +67,12 @@ int main() {
 #elif defined(DISTILL_SIZE_CASE_dkd)
     s = distill::run(distill::dkd_float_options{}, args, outs);
 #elif defined(DISTILL_SIZE_CASE_dist)
-    s = distill::run(distill::dist_float_options{}, distill::make_response_args(student, teacher), outs);
+    // dist needs (8 N + 6 C) floats of scratch: static storage, sized by the query.
+    alignas(8) static unsigned char scratch[512];
+    const auto dist_args = distill::make_response_args(student, teacher);
+    const std::size_t bytes = distill::workspace_bytes(distill::dist_float_options{}, dist_args, outs);
+    s = bytes > sizeof scratch ? distill::status::error(distill::errc::workspace_too_small, "workspace")
+                               : distill::run(distill::dist_float_options{}, dist_args, outs, distill::workspace{scratch, bytes});
 #elif defined(DISTILL_SIZE_CASE_kd_topk)
     for (int i = 0; i < batch; ++i)
         for (int j = 0; j < 3; ++j) {
