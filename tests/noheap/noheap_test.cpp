@@ -252,8 +252,11 @@ void products() {
         {side, side, limit / side + 1},      // just above: tiled
         {side + 1, side, limit / side},      // just above through the larger side
         {300, 200, 700},                     // partial tiles in every dimension
-        {1, 300, 20000},                     // a row vector times a matrix (Eigen's GEMV path)
-        {300, 1, 20000},                     // a matrix times a column vector
+        {1, 300, 20000},                     // a row vector times a matrix (Eigen's GEMV path), tiled
+        {300, 1, 20000},                     // a matrix times a column vector, tiled
+        {1, 64, 512},                        // the same within the limit: one Eigen call
+        {64, 1, 512},
+        {1, 1, 5000},                        // a dot product
         {8, 8, 20},                          // tiny: Eigen's coefficient-based product
     };
     for (const shape& sh : shapes) {
@@ -511,8 +514,8 @@ void schemes() {
         const auto kd_args = distill::make_response_args(logits[0], logits[2], labels);
         const distill::response_args<T> ce_args{logit_views[0], {}, labels_view, {}};
         const distill::feature_args<T> hint_args{.student = feature_views[0], .teacher = feature_views[2]};
-        const distill::response_outputs<T> logit_outs{.grad_student = grad_logit_views[0]};
-        const distill::feature_outputs<T> feature_outs{.grad_student = grad_feature_views[0], .accumulate = true};
+        const distill::response_outputs<T> logit_outs{.loss = {}, .grad_student = grad_logit_views[0]};
+        const distill::feature_outputs<T> feature_outs{.loss = {}, .grad_student = grad_feature_views[0], .accumulate = true};
         distill::response_outputs<T> logit_outs_acc = logit_outs;
         logit_outs_acc.accumulate = true;
         const distill::basic_ce_options<T> ce_opts{};

@@ -245,12 +245,15 @@ void gemm(const cpu_backend& backend, T alpha, matrix_ref<const T> a, matrix_ref
                             const index_t kb = tiles.depth < k - k0 ? tiles.depth : k - k0;
                             const auto lhs_tile = lhs.block(i0, k0, mb, kb);
                             const auto rhs_tile = rhs.block(k0, j0, kb, nb);
-                            if (k0 == 0 && beta == T(0)) {
-                                out_tile.noalias() = alpha * (lhs_tile * rhs_tile);
-                            } else {
-                                if (k0 == 0) out_tile *= beta;
-                                out_tile.noalias() += alpha * (lhs_tile * rhs_tile);
+                            if (k0 == 0) {
+                                if (beta == T(0)) out_tile.setZero();
+                                else out_tile *= beta;
                             }
+                            // alpha goes with the operand Eigen keeps whole: a row-vector result
+                            // reads the left operand's row, and Eigen would copy a row of
+                            // (alpha * lhs) into a heap vector (so would a column of alpha * rhs).
+                            if (mb == 1) out_tile.noalias() += lhs_tile * (alpha * rhs_tile);
+                            else out_tile.noalias() += (alpha * lhs_tile) * rhs_tile;
                         }
                     }
                 }
