@@ -33,10 +33,13 @@ struct line {
         while (n > 0 && length < 255) text[length++] = digits[--n];
         return *this;
     }
-    /// A float as an integer multiple of 1e-6 (enough to read the values; the check is on the floats).
+    /// A float as an integer multiple of 1e-6 (enough to read the values; the check is on the
+    /// floats). Converted through int32 (|v| < 2147 here): float -> int64 is a libgcc call that
+    /// computes in double on a single-precision FPU.
     line& micro(float v) {
-        const float scaled = v * 1e6f;
-        return put(static_cast<std::int64_t>(scaled < 0.0f ? scaled - 0.5f : scaled + 0.5f)).put("e-6");
+        float scaled = v * 1e6f;
+        scaled = scaled > 2.1e9f ? 2.1e9f : (scaled < -2.1e9f ? -2.1e9f : scaled);
+        return put(static_cast<std::int64_t>(static_cast<std::int32_t>(scaled < 0.0f ? scaled - 0.5f : scaled + 0.5f))).put("e-6");
     }
     void write() {
         text[length < 255 ? length : 255] = '\0';

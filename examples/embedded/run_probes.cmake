@@ -12,11 +12,12 @@ foreach(elf IN LISTS probes)
     COMMAND ${QEMU} -M mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial null
             -semihosting-config enable=on,target=native -kernel ${elf}
     OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT 30)
-  string(STRIP "${out}" out)
+  # QEMU's semihosting console is its standard error.
+  string(STRIP "${out}${err}" out)
   if(rc EQUAL 0 AND out STREQUAL "ok")
     message(STATUS "ok   ${name}")
   else()
-    message(STATUS "FAIL ${name}: exit ${rc}, output '${out}' ${err}")
+    message(STATUS "FAIL ${name}: exit ${rc}, output '${out}'")
     list(APPEND failed ${name})
   endif()
 endforeach()

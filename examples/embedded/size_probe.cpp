@@ -20,9 +20,9 @@ embedded::inputs in = embedded::make_inputs();
 float loss[4];
 float grad[2][batch * classes];
 float grad_temperature;
-float ensemble[batch * 2];
-std::int32_t topk_ids[batch * 3];
-float topk_logprob[batch * 3];
+[[maybe_unused]] float ensemble[batch * 2];
+[[maybe_unused]] std::int32_t topk_ids[batch * 3];
+[[maybe_unused]] float topk_logprob[batch * 3];
 
 }  // namespace
 

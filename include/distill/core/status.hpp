@@ -129,7 +129,9 @@ public:
             while (v < F(1)) { v *= F(10); --exp10; }
         }
         // Round (not truncate) to 6 significant digits; 9.999995 rounds up to the next decade.
-        auto digits = static_cast<std::int64_t>(v * F(1e5) + F(0.5));
+        // Through int32 (the value is below 1000001): a float -> int64 conversion is a libgcc
+        // call that computes in double on FPUs without double precision (Cortex-M4).
+        std::int64_t digits = static_cast<std::int32_t>(v * F(1e5) + F(0.5));
         if (digits >= 1000000) {
             digits /= 10;
             ++exp10;
