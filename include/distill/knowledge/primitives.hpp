@@ -198,7 +198,7 @@ template <class T>
 inline constexpr index_t eigen_stack_elements = static_cast<index_t>(EIGEN_STACK_ALLOCATION_LIMIT / sizeof(T));
 inline constexpr index_t gemm_tile_depth = 128;
 /// Tiles narrower than this are not worth Eigen's call overhead: the generic kernel runs instead
-/// (only with an EIGEN_STACK_ALLOCATION_LIMIT below 16 x 16 x sizeof(T) bytes).
+/// (only with an EIGEN_STACK_ALLOCATION_LIMIT below 16 x 128 x sizeof(T) bytes, 0 included).
 inline constexpr index_t gemm_min_tile_side = 16;
 
 /// The tile of a rows x cols x depth product: one Eigen call per tile, none of which allocates.
