@@ -2,6 +2,12 @@
 // gradient with the same run steps in double (this file is compiled normally).
 #include "cases.hpp"
 #include "float_path.hpp"
+#if DISTILL_FLOAT_ONLY_FEATURES
+#include "feature_cases.hpp"
+namespace float_only {
+void run_float_features(const float* student, const float* teacher, feature_results<float>& r) noexcept;
+}
+#endif
 
 #include <cmath>
 #include <cstdio>
@@ -44,6 +50,36 @@ int main() {
         ++failures;
         std::printf("FAIL kd d/dT %.7g vs %.7g\n", static_cast<double>(rf.grad_temperature), rd.grad_temperature);
     }
+
+#if DISTILL_FLOAT_ONLY_FEATURES
+    {
+        float fs[feature_n * feature_d], ft[feature_n * feature_d];
+        double ds[feature_n * feature_d], dt[feature_n * feature_d];
+        for (int i = 0; i < feature_n * feature_d; ++i) {
+            fs[i] = static_cast<float>((i * 29) % 17 - 8) / 8.0f;
+            ft[i] = static_cast<float>((i * 13) % 11 - 5) / 4.0f;
+            ds[i] = fs[i];
+            dt[i] = ft[i];
+        }
+        static feature_results<float> ff;
+        static feature_results<double> fd;
+        run_float_features(fs, ft, ff);
+        run_feature_cases<double>(ds, dt, fd);
+        for (int m = 0; m < feature_count; ++m) {
+            double scale = 0, worst = 0;
+            for (int i = 0; i < feature_n * feature_d; ++i) scale = std::fmax(scale, std::fabs(fd.grad[m][i]));
+            for (int i = 0; i < feature_n * feature_d; ++i)
+                worst = std::fmax(worst, std::fabs(static_cast<double>(ff.grad[m][i]) - fd.grad[m][i]));
+            const double loss_error = std::fabs(static_cast<double>(ff.loss[m]) - fd.loss[m]) / std::fmax(std::fabs(fd.loss[m]), 1e-6);
+            const double grad_error = worst / std::fmax(scale, 1e-30);
+            // float against double through products and normalisations: 1e-4 relative
+            const bool pass = ff.ok[m] && fd.ok[m] && loss_error <= 1e-4 && grad_error <= 1e-4;
+            failures += !pass;
+            std::printf("%-4s %-18s loss %.7g (double %.7g, rel. error %.1e), gradient rel. error %.1e\n", pass ? "ok" : "FAIL",
+                        feature_names[m], static_cast<double>(ff.loss[m]), fd.loss[m], loss_error, grad_error);
+        }
+    }
+#endif
 
     char message[192];
     const bool value_error = float_error_message(message, sizeof message);
