@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
 
 #include "config.hpp"
 
@@ -108,21 +110,28 @@ public:
         while (n > 0) put(digits[--n]);
         return *this;
     }
-    /// Writes a real value with up to 6 significant digits (no <cstdio> needed).
-    constexpr status& real(double v) noexcept {
+    /// Writes a real value with up to 6 significant digits (no <cstdio> needed). A float is
+    /// formatted with float arithmetic, anything else in double, so that a float-only build (a
+    /// Cortex-M4's single-precision FPU) reports errors without double-precision code.
+    template <class R>
+    constexpr status& real(R value) noexcept {
+        using F = std::conditional_t<std::is_same_v<R, float>, float, double>;
+        F v = static_cast<F>(value);
         if (v != v) return text("nan");
-        if (v < 0) {
+        if (v < F(0)) {
             put('-');
             v = -v;
         }
-        if (v > 1.7976931348623157e308) return text("inf");
+        if (v > std::numeric_limits<F>::max()) return text("inf");
         int exp10 = 0;
-        if (v != 0) {
-            while (v >= 10) { v /= 10; ++exp10; }
-            while (v < 1) { v *= 10; --exp10; }
+        if (v != F(0)) {
+            while (v >= F(10)) { v /= F(10); ++exp10; }
+            while (v < F(1)) { v *= F(10); --exp10; }
         }
         // Round (not truncate) to 6 significant digits; 9.999995 rounds up to the next decade.
-        auto digits = static_cast<std::int64_t>(v * 1e5 + 0.5);
+        // Through int32 (the value is below 1000001): a float -> int64 conversion is a libgcc
+        // call that computes in double on FPUs without double precision (Cortex-M4).
+        std::int64_t digits = static_cast<std::int32_t>(v * F(1e5) + F(0.5));
         if (digits >= 1000000) {
             digits /= 10;
             ++exp10;

@@ -185,16 +185,50 @@ bool with_eigen_map(const matrix_ref<T>& m, F&& f) {
     return false;
 }
 
+/// Why the CPU products below are tiled: Eigen packs each GEMM operand block (mc x kc of A,
+/// kc x nc of B; also the gathered vector of a matrix-vector product) into a buffer it puts on
+/// the stack when it takes at most EIGEN_STACK_ALLOCATION_LIMIT bytes (128 KiB by default) and on
+/// the heap otherwise, and its block sizes grow with the operands up to the cache sizes (kc about
+/// 500, mc and nc into the hundreds). Eigen never makes a block larger than the product, so a
+/// product whose depth times its larger side fits in the limit runs as one Eigen call, and a larger
+/// one is cut into tiles that fit: the run steps then never touch the heap, at any size. Tiles are
+/// gemm_tile_depth deep and gemm_tile_side<T> wide (256 floats, 128 doubles with the default
+/// limit); re-packing each tile's operands costs 1/depth + 2/side of the flops (under 3%).
+template <class T>
+inline constexpr index_t eigen_stack_elements = static_cast<index_t>(EIGEN_STACK_ALLOCATION_LIMIT / sizeof(T));
+inline constexpr index_t gemm_tile_depth = 128;
+/// Tiles narrower than this are not worth Eigen's call overhead: the generic kernel runs instead
+/// (only with an EIGEN_STACK_ALLOCATION_LIMIT below 16 x 128 x sizeof(T) bytes, 0 included).
+inline constexpr index_t gemm_min_tile_side = 16;
+
+/// The tile of a rows x cols x depth product: one Eigen call per tile, none of which allocates.
+struct gemm_tiling {
+    index_t depth = 0, side = 0;
+    bool usable = false;  ///< false: the stack limit is too small for any tile (take the generic kernel)
+};
+template <class T>
+constexpr gemm_tiling gemm_tiles(index_t rows, index_t cols, index_t depth) noexcept {
+    const index_t limit = eigen_stack_elements<T>;
+    const index_t larger = rows > cols ? rows : cols;
+    if (depth <= 0 || larger <= 0) return {depth, larger, true};
+    if (larger <= limit / depth) return {depth, larger, true};  // the whole product fits
+    const index_t kb = depth < gemm_tile_depth ? depth : gemm_tile_depth;
+    const index_t side = limit / kb;
+    return {kb, side, side >= gemm_min_tile_side};
+}
+
 /// The CPU backend: Eigen's blocked GEMM (vectorised; single-threaded unless the user enables
 /// Eigen's own OpenMP) when every operand is row- or column-contiguous, the generic kernel
-/// otherwise. Eigen packs its operands in blocks on the stack for small products and on the heap
-/// above EIGEN_STACK_ALLOCATION_LIMIT.
+/// otherwise. Large products run tile by tile (gemm_tiles) so that Eigen's packing buffers stay on
+/// the stack: no heap allocation.
 template <class T>
 void gemm(const cpu_backend& backend, T alpha, matrix_ref<const T> a, matrix_ref<const T> b, T beta, matrix_ref<T> c) noexcept {
     if (c.rows == 0 || c.cols == 0) return;
+    const index_t m = c.rows, n = c.cols, k = a.cols;
+    const gemm_tiling tiles = gemm_tiles<T>(m, n, k);
     bool done = false;
-    with_eigen_map(c, [&](auto out) {
-        if (a.cols == 0) {
+    if (tiles.usable) with_eigen_map(c, [&](auto out) {
+        if (k == 0) {
             if (beta == T(0)) out.setZero();
             else out *= beta;
             done = true;
@@ -202,11 +236,26 @@ void gemm(const cpu_backend& backend, T alpha, matrix_ref<const T> a, matrix_ref
         }
         with_eigen_map(a, [&](const auto& lhs) {
             with_eigen_map(b, [&](const auto& rhs) {
-                if (beta == T(0)) {
-                    out.noalias() = alpha * (lhs * rhs);
-                } else {
-                    out *= beta;
-                    out.noalias() += alpha * (lhs * rhs);
+                for (index_t i0 = 0; i0 < m; i0 += tiles.side) {
+                    const index_t mb = tiles.side < m - i0 ? tiles.side : m - i0;
+                    for (index_t j0 = 0; j0 < n; j0 += tiles.side) {
+                        const index_t nb = tiles.side < n - j0 ? tiles.side : n - j0;
+                        auto out_tile = out.block(i0, j0, mb, nb);
+                        for (index_t k0 = 0; k0 < k; k0 += tiles.depth) {
+                            const index_t kb = tiles.depth < k - k0 ? tiles.depth : k - k0;
+                            const auto lhs_tile = lhs.block(i0, k0, mb, kb);
+                            const auto rhs_tile = rhs.block(k0, j0, kb, nb);
+                            if (k0 == 0) {
+                                if (beta == T(0)) out_tile.setZero();
+                                else out_tile *= beta;
+                            }
+                            // alpha goes with the operand Eigen keeps whole: a row-vector result
+                            // reads the left operand's row, and Eigen would copy a row of
+                            // (alpha * lhs) into a heap vector (so would a column of alpha * rhs).
+                            if (mb == 1) out_tile.noalias() += lhs_tile * (alpha * rhs_tile);
+                            else out_tile.noalias() += (alpha * lhs_tile) * rhs_tile;
+                        }
+                    }
                 }
                 done = true;
             });
@@ -223,17 +272,33 @@ void gram(const Backend& backend, matrix_ref<const T> f, matrix_ref<T> g) {
 
 /// The CPU backend: for wide rows, Eigen's symmetric rank-k update (half the flops of the GEMM)
 /// into the lower triangle, mirrored into the upper one; for narrow rows (D < 256) the plain GEMM,
-/// which is faster there. g must be a dense row-major N x N matrix.
+/// which is faster there. g must be a dense row-major N x N matrix. Large products run tile by
+/// tile as in gemm (rank updates on the diagonal tiles, products below them): no heap allocation.
 template <class T>
 void gram(const cpu_backend& backend, matrix_ref<const T> f, matrix_ref<T> g) noexcept {
-    const index_t n = f.rows;
-    if (g.col_stride != 1 || g.row_stride != n || n == 0 || f.cols < 256) {
+    const index_t n = f.rows, d = f.cols;
+    const gemm_tiling tiles = gemm_tiles<T>(n, n, d);
+    if (g.col_stride != 1 || g.row_stride != n || n == 0 || d < 256 || !tiles.usable) {
         gemm(backend, T(1), f, transposed(f), T(0), g);
         return;
     }
     eigen_row_major_map<T> out(g.data, n, n, Eigen::OuterStride<Eigen::Dynamic>(n));
-    out.setZero();
-    const bool done = with_eigen_map(f, [&](const auto& rows) { out.template selfadjointView<Eigen::Lower>().rankUpdate(rows); });
+    const bool done = with_eigen_map(f, [&](const auto& rows) {
+        out.setZero();
+        for (index_t i0 = 0; i0 < n; i0 += tiles.side) {
+            const index_t mi = tiles.side < n - i0 ? tiles.side : n - i0;
+            for (index_t j0 = 0; j0 <= i0; j0 += tiles.side) {
+                const index_t mj = tiles.side < n - j0 ? tiles.side : n - j0;
+                auto out_tile = out.block(i0, j0, mi, mj);
+                for (index_t k0 = 0; k0 < d; k0 += tiles.depth) {
+                    const index_t kb = tiles.depth < d - k0 ? tiles.depth : d - k0;
+                    const auto fi = rows.block(i0, k0, mi, kb);
+                    if (j0 == i0) out_tile.template selfadjointView<Eigen::Lower>().rankUpdate(fi);
+                    else out_tile.noalias() += fi * rows.block(j0, k0, mj, kb).transpose();
+                }
+            }
+        }
+    });
     if (!done) {
         gemm(backend, T(1), f, transposed(f), T(0), g);
         return;

@@ -141,9 +141,9 @@ struct basic_learnable_temperature {
         if (status s = check(); !s) return s;
         if (!(t > t_min && t < t_min + t_span))
             return status::error(errc::invalid_parameter, "temperature")
-                .text("learnable_temperature: temperature = ").real(static_cast<double>(t))
-                .text(" is outside (").real(static_cast<double>(t_min)).text(", ")
-                .real(static_cast<double>(t_min + t_span)).text(")");
+                .text("learnable_temperature: temperature = ").real(t)
+                .text(" is outside (").real(t_min).text(", ")
+                .real(t_min + t_span).text(")");
         const Real u = (t - t_min) / t_span;
         raw = detail::log(u) - detail::log1p(-u);  // logit(u)
         return {};
@@ -154,7 +154,7 @@ struct basic_learnable_temperature {
     status check() const noexcept {
         const auto bad = [](const char* name, Real value, const char* rule) {
             return status::error(errc::invalid_parameter, name).text("learnable_temperature: ").text(name).text(" = ")
-                .real(static_cast<double>(value)).text(" must be ").text(rule);
+                .real(value).text(" must be ").text(rule);
         };
         if (!(t_min > Real(0)) || !detail::is_finite(t_min)) return bad("t_min", t_min, "finite and > 0");
         if (!(t_span > Real(0)) || !detail::is_finite(t_span)) return bad("t_span", t_span, "finite and > 0");

@@ -93,7 +93,7 @@ public:
         }
         if (!detail::is_finite(w)) {
             return remember(detail::method_error(errc::invalid_parameter, "objective", "weight")
-                                .text("weight of term ").number(index).text(" is ").real(static_cast<double>(w))
+                                .text("weight of term ").number(index).text(" is ").real(w)
                                 .text(" at step ").real(step_));
         }
         const bool own_loss = !outs.loss.bound();

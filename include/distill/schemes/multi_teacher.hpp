@@ -331,13 +331,13 @@ status check_teacher_weights(const basic_multi_teacher_options<Real>& o, std::si
         const Real v = o.teacher_weights[k];
         if (!(v >= Real(0)) || !is_finite(v))
             return method_error(errc::invalid_parameter, name, "teacher_weights").text("teacher_weights[")
-                .number(static_cast<std::int64_t>(k)).text("] = ").real(static_cast<double>(v))
+                .number(static_cast<std::int64_t>(k)).text("] = ").real(v)
                 .text(" must be finite and >= 0");
         total += v;
     }
     if (!(total > Real(0)) || !is_finite(total))
         return method_error(errc::invalid_parameter, name, "teacher_weights").text("teacher_weights sum to ")
-            .real(static_cast<double>(total)).text(": they must have a finite sum > 0");
+            .real(total).text(": they must have a finite sum > 0");
     return {};
 }
 

@@ -245,7 +245,7 @@ status check_args(const Backend& backend, const basic_dml_options<Real>& opts,
     if (status s = detail::check_temperature(method, opts.temperature); !s) return s;
     if (!detail::is_finite(opts.kl_weight) || !(opts.kl_weight >= Real(0)))
         return detail::method_error(errc::invalid_parameter, method, "kl_weight").text("kl_weight = ")
-            .real(static_cast<double>(opts.kl_weight)).text(" must be finite and >= 0");
+            .real(opts.kl_weight).text(" must be finite and >= 0");
     if (status s = detail::check_reduction(method, opts.reduce); !s) return s;
     const std::size_t k_count = args.peers.size();
     if (k_count < 2 || k_count > static_cast<std::size_t>(max_dml_peers))

@@ -293,7 +293,7 @@ status check_args(const Backend& backend, const basic_self_distillation_options<
     if (status s = detail::check_range(method, "alpha", opts.alpha, 0.0, 1.0); !s) return s;
     if (!detail::is_finite(opts.feature_weight) || !(opts.feature_weight >= Real(0)))
         return detail::method_error(errc::invalid_parameter, method, "feature_weight").text("feature_weight = ")
-            .real(static_cast<double>(opts.feature_weight)).text(" must be finite and >= 0");
+            .real(opts.feature_weight).text(" must be finite and >= 0");
     if (status s = detail::check_reduction(method, opts.reduce); !s) return s;
     const std::size_t k_count = args.logits.size();
     if (k_count < 2)
@@ -361,7 +361,7 @@ status check(const Backend& backend, const basic_self_distillation_options<Real>
     if (!detail::is_finite(outs.grad_scale) || !detail::is_finite(scaled[0]) || !detail::is_finite(scaled[1]) ||
         !detail::is_finite(scaled[2]))
         return detail::method_error(errc::invalid_parameter, method, "grad_scale").text("grad_scale = ")
-            .real(static_cast<double>(outs.grad_scale)).text(" is not finite, or not once multiplied by the weights");
+            .real(outs.grad_scale).text(" is not finite, or not once multiplied by the weights");
     const detail::self_distillation_ranges<T, Space, Label> ranges{args, outs};
     for (std::size_t i = 0; i < ranges.count_outputs(); ++i) {
         const detail::self_distillation_range out = ranges.output(i);

@@ -88,7 +88,7 @@ struct feature_method<basic_cc_options<Real>> {
         if (status s = detail::check_parameter(name, "p_order", opts.p_order, Real(0)); !s) return s;
         if (std::floor(opts.p_order) != opts.p_order)
             return detail::method_error(errc::invalid_parameter, name, "p_order").text("p_order = ")
-                .real(static_cast<double>(opts.p_order)).text(" must be an integer");
+                .real(opts.p_order).text(" must be an integer");
         return detail::check_flattened_pair(name, a);
     }
     template <class T, class Space>

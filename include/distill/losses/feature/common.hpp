@@ -138,8 +138,8 @@ status check_flattened_pair(const char* method, const feature_args<T, Space>& a)
 template <class R>
 status check_parameter(const char* method, const char* name, R value, R lower, bool strict = false) noexcept {
     if (!is_finite(value) || (strict ? !(value > lower) : !(value >= lower)))
-        return method_error(errc::invalid_parameter, method, name).text(name).text(" = ").real(static_cast<double>(value))
-            .text(strict ? " must be finite and > " : " must be finite and >= ").real(static_cast<double>(lower));
+        return method_error(errc::invalid_parameter, method, name).text(name).text(" = ").real(value)
+            .text(strict ? " must be finite and > " : " must be finite and >= ").real(lower);
     return {};
 }
 

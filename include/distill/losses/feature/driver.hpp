@@ -165,8 +165,9 @@ std::size_t workspace_bytes(const Backend& backend, const O& opts, const feature
     return copies == 0 ? own : detail::align64(own) + copies;
 }
 
-/// Run step: checks, then the loss and the requested outputs. Allocation-free apart from Eigen's
-/// GEMM blocking (on the stack for small products); on error nothing is written.
+/// Run step: checks, then the loss and the requested outputs. Allocation-free at any size on the
+/// CPU backend (Eigen's products run in tiles whose packing buffers stay on the stack, see
+/// detail::gemm_tiles; tests/noheap); on error nothing is written.
 template <class Backend, feature_options O, class T, class Space>
 status run(const Backend& backend, const O& opts, const feature_args<T, Space>& args, const feature_outputs<T, Space>& outs,
            workspace ws = {}) noexcept(Backend::is_nothrow) {
@@ -174,7 +175,7 @@ status run(const Backend& backend, const O& opts, const feature_args<T, Space>& 
     if (status s = check(backend, opts, args, outs); !s) return s;
     if (!detail::is_finite(outs.grad_scale))
         return detail::method_error(errc::invalid_parameter, M::name, "grad_scale").text("grad_scale = ")
-            .real(static_cast<double>(outs.grad_scale)).text(" is not finite");
+            .real(outs.grad_scale).text(" is not finite");
     if (status s = detail::check_workspace(M::name, ws, workspace_bytes(backend, opts, args, outs)); !s) return s;
     if (!detail::gradients_through_workspace(outs)) {
         M::run(backend, opts, args, outs, ws);

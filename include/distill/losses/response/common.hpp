@@ -192,7 +192,7 @@ status check_rows(const Backend& backend, const char* method, const response_arg
         const index_t bad = backend.transform_reduce(n, first_where<weight_is_invalid<T>>{{weight}, n}, n, min_op<index_t>{});
         if (bad < n)
             return method_error(errc::invalid_weight, method, "weight").text("weight[").number(bad).text("] = ")
-                .real(static_cast<double>(Backend::load(&weight[bad]))).text(" must be finite and >= 0");
+                .real(Backend::load(&weight[bad])).text(" must be finite and >= 0");
     }
     return {};
 }
@@ -201,7 +201,7 @@ template <class R>
 status check_temperature(const char* method, R temperature) noexcept {
     if (!(temperature > R(0)) || !is_finite(temperature))
         return method_error(errc::invalid_parameter, method, "temperature").text("temperature = ")
-            .real(static_cast<double>(temperature)).text(" must be finite and > 0");
+            .real(temperature).text(" must be finite and > 0");
     return {};
 }
 
@@ -241,7 +241,7 @@ status check_outputs(const char* method, const response_args<T, Space, Label>& a
     }
     if (status s = check_output_size(method, "grad_temperature", o.grad_temperature, 1, false); !s) return s;
     if (!is_finite(o.grad_scale))
-        return method_error(errc::invalid_parameter, method, "grad_scale").text("grad_scale = ").real(static_cast<double>(o.grad_scale))
+        return method_error(errc::invalid_parameter, method, "grad_scale").text("grad_scale = ").real(o.grad_scale)
             .text(" is not finite");
 
     const address_range outs[] = {range_of(o.loss), range_of(o.grad_student), range_of(o.grad_temperature)};

@@ -62,7 +62,7 @@ namespace detail {
 template <class R>
 status check_dkd_weight(const char* name, R value) noexcept {
     if (is_finite(value) && value >= R(0)) return {};
-    return method_error(errc::invalid_parameter, "dkd", name).text(name).text(" = ").real(static_cast<double>(value))
+    return method_error(errc::invalid_parameter, "dkd", name).text(name).text(" = ").real(value)
         .text(" must be finite and >= 0");
 }
 

@@ -83,14 +83,14 @@ status check_tempered(const char* method, const Options& opts) noexcept {
 }
 
 /// A parameter in [lo, hi] (open ends when the flags say so), with its name and the range in the message.
+/// The bounds take the parameter's type, so float parameters are checked with float arithmetic.
 template <class R>
-status check_range(const char* method, const char* name, R value, double lo, double hi, bool open_lo = false,
-                   bool open_hi = false) noexcept {
-    const double v = static_cast<double>(value);
-    const bool ok = is_finite(value) && (open_lo ? v > lo : v >= lo) && (open_hi ? v < hi : v <= hi);
+status check_range(const char* method, const char* name, R value, std::type_identity_t<R> lo, std::type_identity_t<R> hi,
+                   bool open_lo = false, bool open_hi = false) noexcept {
+    const bool ok = is_finite(value) && (open_lo ? value > lo : value >= lo) && (open_hi ? value < hi : value <= hi);
     if (ok) return {};
     status s = method_error(errc::invalid_parameter, method, name);
-    s.text(name).text(" = ").real(v).text(" is outside ").text(open_lo ? "(" : "[");
+    s.text(name).text(" = ").real(value).text(" is outside ").text(open_lo ? "(" : "[");
     if (is_finite(lo)) s.real(lo); else s.text("-inf");
     s.text(", ");
     if (is_finite(hi)) s.real(hi); else s.text("inf");

@@ -344,7 +344,7 @@ status check_kd_topk_params(const basic_kd_topk_options<Real>& o) noexcept {
     if (status s = check_tempered(kd_topk_name, o); !s) return s;
     if (!o.renormalize && !(o.temperature == Real(1)))
         return method_error(errc::invalid_parameter, kd_topk_name, "temperature").text("temperature = ")
-            .real(static_cast<double>(o.temperature))
+            .real(o.temperature)
             .text(" needs renormalize: stored log-probabilities cannot be re-tempered, so renormalize = false needs temperature 1");
     return {};
 }
