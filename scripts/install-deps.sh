@@ -7,7 +7,9 @@ set -euo pipefail
 # make: the build tool of CMake's default generator (cmake only recommends it).
 # zlib1g-dev and dataset-fashion-mnist: the Fashion-MNIST demo (examples/fashion_mnist) reads the
 # dataset's gzip IDX files from /usr/share/datasets/fashion-mnist.
-packages=(cmake make g++ libeigen3-dev libxtensor-dev doctest-dev libthrust-dev zlib1g-dev dataset-fashion-mnist "$@")
+# clang-14, libclang-rt-14-dev, libomp-14-dev: test.sh's sanitizer stage (ASan/UBSan runtimes,
+# libFuzzer, OpenMP for the Thrust OMP tests under clang).
+packages=(cmake make g++ clang-14 libclang-rt-14-dev libomp-14-dev libeigen3-dev libxtensor-dev doctest-dev libthrust-dev zlib1g-dev dataset-fashion-mnist "$@")
 
 missing=()
 for package in "${packages[@]}"; do

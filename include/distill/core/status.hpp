@@ -22,7 +22,7 @@ enum class errc : std::uint8_t {
     shape_mismatch,      ///< two tensors that must agree do not
     empty_input,         ///< N = 0 or C = 0
     missing_argument,    ///< a required input or output is absent
-    size_overflow,       ///< extents whose product overflows 63 bits
+    size_overflow,       ///< extents whose product (or whose strided span) overflows 63 bits
     // kind value: a parameter or an integer input out of its range
     invalid_parameter,   ///< temperature <= 0, a weight outside its range, ...
     unknown_reduction,   ///< a reduction word or enumerator that does not exist
