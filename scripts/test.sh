@@ -22,7 +22,9 @@ fi
 
 # -O1: the usual sanitizer level (fast enough to run, precise enough to report).
 # -fno-sanitize-recover=all: the first UBSan report fails the test instead of scrolling by.
+# The ignore list exempts Thrust's own headers from UBSan (a null upcast inside CCCL 3; see the file).
 sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+sanitize+=" -fsanitize-ignorelist=$PWD/tests/sanitizer-ignorelist.txt"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_COMPILER=clang++-14 \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
