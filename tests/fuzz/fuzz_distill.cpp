@@ -84,9 +84,13 @@ template <class T>
 bool moderate(const dc::case_data& c) {
     for (const auto& t : c.inputs) {
         if (t.is_integer) continue;
+        // Log-probabilities (kd_topk's teacher.logprob) are exponentiated as they are: only
+        // valid ones (<= 0) are in range. Logits are shifted by their row maximum first.
+        const bool log_probability = t.name.ends_with("logprob");
         for (double v : t.real) {
             const double x = static_cast<double>(static_cast<T>(v));
             if (!std::isfinite(x) || std::fabs(x) > 1e4) return false;
+            if (log_probability && x > 0) return false;
         }
     }
     for (const auto& p : c.params) {
