@@ -87,10 +87,14 @@ bool moderate(const dc::case_data& c) {
         // Log-probabilities (kd_topk's teacher.logprob) are exponentiated as they are: only
         // valid ones (<= 0) are in range. Logits are shifted by their row maximum first.
         const bool log_probability = t.name.ends_with("logprob");
+        // vid's alpha is a log-scale: sigma^2 = softplus(alpha) + eps, so alpha = -611 with
+        // eps = 0 gives sigma^4 = 0 in double and an infinite (correctly overflowing) gradient.
+        const bool log_scale = c.method == "vid" && t.name == "alpha";
         for (double v : t.real) {
             const double x = static_cast<double>(static_cast<T>(v));
             if (!std::isfinite(x) || std::fabs(x) > 1e4) return false;
             if (log_probability && x > 0) return false;
+            if (log_scale && std::fabs(x) > 30) return false;
         }
     }
     for (const auto& p : c.params) {
