@@ -10,8 +10,11 @@ set -euo pipefail
 # gcc-arm-none-eabi, libnewlib-arm-none-eabi, libstdc++-arm-none-eabi-dev and qemu-system-arm: the
 # Cortex-M4 example and its tests (examples/embedded, docs/embedded.md): about 112 MB to download and
 # 940 MB on disk on Debian 12 (the cross compiler and newlib are most of it).
-packages=(cmake make g++ libeigen3-dev libxtensor-dev doctest-dev libthrust-dev zlib1g-dev dataset-fashion-mnist
-          gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-dev qemu-system-arm "$@")
+# clang-14, libclang-rt-14-dev, libomp-14-dev: test.sh's sanitizer stage (ASan/UBSan runtimes,
+# libFuzzer, OpenMP for the Thrust OMP tests under clang).
+packages=(cmake make g++ clang-14 libclang-rt-14-dev libomp-14-dev libeigen3-dev libxtensor-dev doctest-dev libthrust-dev
+          zlib1g-dev dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-dev
+          qemu-system-arm "$@")
 
 missing=()
 for package in "${packages[@]}"; do

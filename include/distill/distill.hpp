@@ -8,6 +8,7 @@
 #include "core/backend.hpp"
 #include "core/config.hpp"
 #include "core/dense_tensor.hpp"
+#include "core/finite.hpp"
 #include "core/reduction.hpp"
 #include "core/status.hpp"
 #include "core/tensor.hpp"

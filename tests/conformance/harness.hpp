@@ -283,8 +283,9 @@ public:
         const long long i = std::strtoll(v->c_str(), &end, 10);
         if (!v->empty() && end == v->c_str() + v->size() && errno == 0) return static_cast<std::int64_t>(i);
         const double x = std::strtod(v->c_str(), &end);
-        if (v->empty() || end != v->c_str() + v->size() || !(x == static_cast<double>(static_cast<std::int64_t>(x))) ||
-            !(x >= -9.2e18 && x <= 9.2e18))
+        // The range test first: converting a double outside int64 is undefined (the fuzzer found it).
+        if (v->empty() || end != v->c_str() + v->size() || !(x >= -9.2e18 && x <= 9.2e18) ||
+            !(x == static_cast<double>(static_cast<std::int64_t>(x))))
             throw runner_error("param " + std::string(name) + ": '" + *v + "' is not an integer");
         return static_cast<std::int64_t>(x);
     }

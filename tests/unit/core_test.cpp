@@ -258,6 +258,51 @@ TEST_CASE("view: checked_size detects overflow and negative extents") {
     CHECK(n == 0);
 }
 
+TEST_CASE("view: checked_size rejects a strided span that overflows 63 bits") {
+    index_t n = -1;
+    const index_t ext[2] = {2, 2};
+    const index_t fits[2] = {index_t(1) << 61, 1};  // span 2^61 + 1
+    CHECK(distill::any_view<float>(nullptr, 2, ext, fits).checked_size(n));
+    CHECK(n == 4);
+    const index_t huge[2] = {std::numeric_limits<index_t>::max(), 1};  // span INT64_MAX + 1
+    CHECK_FALSE(distill::any_view<float>(nullptr, 2, ext, huge).checked_size(n));
+    const index_t two_halves[2] = {index_t(1) << 62, index_t(1) << 62};  // each fits, the sum does not
+    CHECK_FALSE(distill::any_view<float>(nullptr, 2, ext, two_halves).checked_size(n));
+    const index_t most_negative[2] = {std::numeric_limits<index_t>::min(), 1};  // |stride| not representable
+    CHECK_FALSE(distill::any_view<float>(nullptr, 2, ext, most_negative).checked_size(n));
+    const index_t negative[2] = {-(index_t(1) << 61), -1};  // negative strides count by magnitude
+    CHECK(distill::any_view<float>(nullptr, 2, ext, negative).checked_size(n));
+    // An extent of 1 never steps, and an empty view spans nothing, whatever the stride.
+    const index_t one_row[2] = {1, 2}, empty[2] = {0, 2};
+    CHECK(distill::any_view<float>(nullptr, 2, one_row, huge).checked_size(n));
+    CHECK(distill::any_view<float>(nullptr, 2, empty, two_halves).checked_size(n));
+    CHECK(n == 0);
+}
+
+TEST_CASE("check_finite: a value error naming the tensor, counting nan and inf") {
+    std::vector<double> v = {0.0, 1.0, -2.5, 4.9e-324, 1e308};  // a denormal and a large value are finite
+    CHECK(distill::check_finite("student", distill::make_view(v.data(), 5)).ok());
+    v[1] = std::numeric_limits<double>::quiet_NaN();
+    v[4] = -std::numeric_limits<double>::infinity();
+    const distill::status s = distill::check_finite("student", distill::make_view(v.data(), 5));
+    CHECK(s.code() == errc::non_finite_input);
+    CHECK(s.kind() == error_kind::value);
+    CHECK(std::string(s.message()).find("student has 2 non-finite values") != std::string::npos);
+
+    // Strided: a column of a row-major 2 x 3 matrix sees only its own elements.
+    std::vector<float> m = {1, std::numeric_limits<float>::infinity(), 3, 4, 5, 6};
+    const index_t ext[1] = {2}, col0[1] = {3};
+    CHECK(distill::check_finite("col", distill::any_view<const float>(m.data(), 1, ext, col0)).ok());
+    CHECK_FALSE(distill::check_finite("row", distill::make_view(m.data(), 2, 3)).ok());
+    CHECK(distill::check_finite("rank0", distill::any_view<const float>(m.data(), 0, nullptr, nullptr)).ok());
+
+    // Unbound and empty views pass; an overflowing one is a shape error, read nowhere.
+    CHECK(distill::check_finite("none", distill::any_view<const float>()).ok());
+    CHECK(distill::check_finite("empty", distill::make_view(static_cast<float*>(nullptr), 0, 3)).ok());
+    const index_t big[2] = {index_t(1) << 40, index_t(1) << 40}, zero[2] = {0, 0};
+    CHECK(distill::check_finite("big", distill::any_view<const float>(m.data(), 2, big, zero)).kind() == error_kind::shape);
+}
+
 // -------------------------------------------------------------------------------------- status
 
 TEST_CASE("status: a default status is ok") {

@@ -24,7 +24,7 @@ enum class errc : std::uint8_t {
     shape_mismatch,      ///< two tensors that must agree do not
     empty_input,         ///< N = 0 or C = 0
     missing_argument,    ///< a required input or output is absent
-    size_overflow,       ///< extents whose product overflows 63 bits
+    size_overflow,       ///< extents whose product (or whose strided span) overflows 63 bits
     // kind value: a parameter or an integer input out of its range
     invalid_parameter,   ///< temperature <= 0, a weight outside its range, ...
     unknown_reduction,   ///< a reduction word or enumerator that does not exist
@@ -32,6 +32,7 @@ enum class errc : std::uint8_t {
     invalid_weight,      ///< a negative or non-finite row weight
     index_out_of_range,  ///< an id input (kd_topk's teacher.index) outside [0, V)
     repeated_index,      ///< an id that appears twice where ids must be distinct (a row of teacher.index)
+    non_finite_input,    ///< nan or inf in a real input (only from the opt-in check_finite, core/finite.hpp)
     // usage errors
     aliasing,            ///< an output overlaps an input or another output
     workspace_too_small, ///< the caller's scratch is smaller than the query said
@@ -53,7 +54,8 @@ constexpr error_kind kind_of(errc e) noexcept {
         case errc::label_out_of_range:
         case errc::invalid_weight:
         case errc::index_out_of_range:
-        case errc::repeated_index: return error_kind::value;
+        case errc::repeated_index:
+        case errc::non_finite_input: return error_kind::value;
         case errc::aliasing:
         case errc::workspace_too_small:
         case errc::unsupported_layout: return error_kind::usage;

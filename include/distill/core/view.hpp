@@ -92,13 +92,27 @@ public:
         return rank_ < 0 ? 0 : n;
     }
 
-    /// Number of elements, or false when the product overflows 63 bits or an extent is negative.
+    /// Number of elements, or false when an extent is negative, the product overflows 63 bits, or
+    /// (for a non-empty view) the element offsets it spans, sum of |(extent - 1) * stride|, do:
+    /// after this check, size(), offsets and address ranges are computed without overflow.
     DISTILL_HD constexpr bool checked_size(index_t& out) const noexcept {
         index_t n = 1;
         for (int r = 0; r < rank_; ++r) {
             if (extents_[r] < 0) return false;
             if (extents_[r] != 0 && n > INT64_MAX / extents_[r]) return false;
             n *= extents_[r];
+        }
+        if (n != 0) {
+            index_t span = 0;
+            for (int r = 0; r < rank_; ++r) {
+                if (extents_[r] == 1) continue;
+                if (strides_[r] == INT64_MIN) return false;
+                const index_t step = strides_[r] < 0 ? -strides_[r] : strides_[r];
+                if (step != 0 && extents_[r] - 1 > INT64_MAX / step) return false;
+                const index_t part = (extents_[r] - 1) * step;
+                if (part >= INT64_MAX - span) return false;  // hi + 1 must fit too (range_of)
+                span += part;
+            }
         }
         out = rank_ < 0 ? 0 : n;
         return true;
@@ -169,6 +183,7 @@ struct address_range {
 template <class T, std::size_t R, class S>
 address_range range_of(const strided_view<T, R, S>& v) noexcept {
     if (!v.bound() || v.data() == nullptr || v.size() == 0) return {};
+    // Views that passed checked_size span at most 2^63 - 1 elements, so lo and hi cannot overflow.
     index_t lo = 0, hi = 0;
     for (int r = 0; r < v.rank(); ++r) {
         const index_t span = (v.extent(r) - 1) * v.stride(r);

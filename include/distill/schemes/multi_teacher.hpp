@@ -372,7 +372,7 @@ status check_args(const Backend& backend, const basic_multi_teacher_options<Real
         index_t size = 0;
         if (!v.checked_size(size))
             return detail::teacher_name(s = detail::method_error(errc::size_overflow, name, "teachers"), k)
-                .text(" has shape ").shape(v.extents(), v.rank()).text(" whose element count overflows 63 bits");
+                .text(" has shape ").shape(v.extents(), v.rank()).text(" whose element count or address span overflows 63 bits");
         if (v.data() == nullptr && size != 0) return detail::teacher_name(s, k).text(" has no data");
         if (v.rank() != 2 || v.extent(0) != args.student.extent(0) || v.extent(1) != args.student.extent(1))
             return detail::teacher_name(s = detail::method_error(errc::shape_mismatch, name, "teachers"), k)

@@ -152,7 +152,9 @@ TEST_CASE("spatial matching: the map at least as large in both H and W is pooled
 TEST_CASE("adaptive_avg_pool: the adaptive_avg_pool2d windows (down, non-divisible, up, identity) and strided input") {
     using namespace maps_test;
     const dense in = dense::random({2, 3, 7, 6}, 31);
-    for (auto [oh, ow] : {std::pair<index_t, index_t>{3, 4}, {2, 3}, {7, 6}, {1, 1}, {9, 8}, {7, 2}}) {
+    // Not a structured binding: CAPTURE's lambda captures oh and ow (clang 14 cannot).
+    for (const auto size : {std::pair<index_t, index_t>{3, 4}, {2, 3}, {7, 6}, {1, 1}, {9, 8}, {7, 2}}) {
+        const index_t oh = size.first, ow = size.second;
         CAPTURE(oh);
         CAPTURE(ow);
         const dense want = naive_pool(in, oh, ow);
@@ -173,7 +175,9 @@ TEST_CASE("adaptive_avg_pool: the adaptive_avg_pool2d windows (down, non-divisib
 TEST_CASE("adaptive_avg_pool_vjp: the adjoint of the pooling (finite differences and <P x, y> = <x, P^T y>)") {
     using namespace maps_test;
     const dense x = dense::random({2, 2, 5, 7}, 41);
-    for (auto [oh, ow] : {std::pair<index_t, index_t>{2, 3}, {3, 3}, {5, 7}, {8, 9}}) {
+    // Not a structured binding: CAPTURE's lambda captures oh and ow (clang 14 cannot).
+    for (const auto size : {std::pair<index_t, index_t>{2, 3}, {3, 3}, {5, 7}, {8, 9}}) {
+        const index_t oh = size.first, ow = size.second;
         CAPTURE(oh);
         CAPTURE(ow);
         const dense y = dense::random({2, 2, oh, ow}, 42);

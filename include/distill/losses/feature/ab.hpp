@@ -60,7 +60,7 @@ status check_layer_tensor(const char* method, const char* name, std::size_t laye
     if (!v.bound()) return error(errc::missing_argument).text(" is required");
     index_t count = 0;
     if (!v.checked_size(count))
-        return error(errc::size_overflow).text(" has shape ").shape(v.extents(), v.rank()).text(" whose element count overflows 63 bits");
+        return error(errc::size_overflow).text(" has shape ").shape(v.extents(), v.rank()).text(" whose element count or address span overflows 63 bits");
     if (v.data() == nullptr && count != 0) return error(errc::missing_argument).text(" has no data");
     if (v.rank() < 2) return error(errc::bad_rank).text(" must be at least 2-D, got shape ").shape(v.extents(), v.rank());
     for (int r = 0; r < v.rank(); ++r)

@@ -130,7 +130,7 @@ status check_present(const char* method, const char* name, const V& v) noexcept 
     index_t n = 0;
     if (!v.checked_size(n))
         return method_error(errc::size_overflow, method, name).text(name).text(" has shape ").shape(v.extents(), v.rank())
-            .text(" whose element count overflows 63 bits");
+            .text(" whose element count or address span overflows 63 bits");
     if (v.data() == nullptr && n != 0) return method_error(errc::missing_argument, method, name).text(name).text(" has no data");
     return {};
 }
