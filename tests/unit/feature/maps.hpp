@@ -153,7 +153,7 @@ TEST_CASE("adaptive_avg_pool: the adaptive_avg_pool2d windows (down, non-divisib
     using namespace maps_test;
     const dense in = dense::random({2, 3, 7, 6}, 31);
     // Not a structured binding: CAPTURE's lambda captures oh and ow (clang 14 cannot).
-    for (const auto size : {std::pair<index_t, index_t>{3, 4}, {2, 3}, {7, 6}, {1, 1}, {9, 8}, {7, 2}}) {
+    for (const auto& size : {std::pair<index_t, index_t>{3, 4}, {2, 3}, {7, 6}, {1, 1}, {9, 8}, {7, 2}}) {
         const index_t oh = size.first, ow = size.second;
         CAPTURE(oh);
         CAPTURE(ow);
@@ -176,7 +176,7 @@ TEST_CASE("adaptive_avg_pool_vjp: the adjoint of the pooling (finite differences
     using namespace maps_test;
     const dense x = dense::random({2, 2, 5, 7}, 41);
     // Not a structured binding: CAPTURE's lambda captures oh and ow (clang 14 cannot).
-    for (const auto size : {std::pair<index_t, index_t>{2, 3}, {3, 3}, {5, 7}, {8, 9}}) {
+    for (const auto& size : {std::pair<index_t, index_t>{2, 3}, {3, 3}, {5, 7}, {8, 9}}) {
         const index_t oh = size.first, ow = size.second;
         CAPTURE(oh);
         CAPTURE(ow);
