@@ -500,7 +500,7 @@ int run(const config& c) {
     }
     if (!c.quick) std::printf("* gain larger than twice the larger of the two seed standard deviations (method's, scratch's)\n");
     std::printf("Not in this demo: at, nst, fsp, factor (they need convolutional feature maps), ab, vid;\n"
-                "crd and the process schemes (multi-teacher, DML, TA) are not implemented in distill yet.\n");
+                "crd is not implemented in distill yet; the teacher-student schemes run in examples/schemes/.\n");
     if (c.quick) {
         std::printf("\n--quick is a smoke test (a small teacher, %d images, %d epochs): its numbers say nothing about the methods.\n",
                     c.labelled, c.epochs);

@@ -37,7 +37,9 @@
 #include "../core/backend.hpp"
 #include "../core/status.hpp"
 #include "../core/view.hpp"
+#include "../detail/math.hpp"
 #include "../knowledge/elementwise.hpp"
+#include "../losses/response/common.hpp"  // detail::method_error
 
 namespace distill {
 

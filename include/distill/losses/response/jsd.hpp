@@ -43,7 +43,6 @@ struct generalized_js_terms {
     static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     static constexpr bool store_student_derivative = true;  // two log-space mixtures per class
     T beta, one_minus_beta;          // mixture weights of teacher and student
-    T log_beta, log_one_minus_beta;  // their logs, computed once on the host
 
     /// ls_minus_lt: d = ls - lt, which the kernel forms more accurately than from ls and lt (both
     /// of size log C). The log ratios to the mixture depend on it alone, and differ by d:
@@ -74,8 +73,7 @@ struct jsd_method {
     }
     template <class T, class Options>
     static generalized_js_terms<T> terms(const Options& o) noexcept {
-        return {static_cast<T>(o.beta), static_cast<T>(1 - o.beta), static_cast<T>(detail::log(o.beta)),
-                static_cast<T>(detail::log1p(-o.beta))};
+        return {static_cast<T>(o.beta), static_cast<T>(1 - o.beta)};
     }
 };
 }  // namespace detail
