@@ -33,9 +33,10 @@
 // log-probabilities are constants, so d/dT differentiates T^2 and the student's 1/T (the value
 // autograd gives at T = 1).
 //
-// Cost per row: O(V + k) time (the student row is read three times: maximum, sum of exp, the
-// gradient; SIMD packs for float on the host; the k teacher entries up to three times), O(1)
-// extra memory, no N x V temporaries: a kernel touches the student row and the k teacher entries
+// Cost per row: O(V + k) time (the student row is read three times: maximum, sum of exp, which
+// leaves exp(z / T - max) in the gradient row, and the gradient; the k teacher entries twice, a
+// pack of them at a time; SIMD packs for float on the host), one exp per vocabulary entry and
+// one per teacher entry and pass, O(1) extra memory, no N x V temporaries: a kernel touches the student row and the k teacher entries
 // of its row, nothing else. The check step costs O(N k) for the range of the ids and expected
 // O(N k) for their distinctness (a hash set of up to 512 slots on the stack per row; rows of more
 // than 256 ids fall back to O(k^2) pairwise compares; no allocation).
@@ -234,6 +235,11 @@ struct kd_topk_row_kernel {
         const Index* row_ids = ids.row(i);
         const T* stored = ctx.teacher.row(i);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0
+        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
+        const index_t cg = Unit ? 1 : ctx.grad.col_stride;
+        // The gradient row holds exp(z / T - max) from the sums until the gradient pass (one exp per
+        // class less), unless the gradients accumulate into it.
+        T* const student_exp = ctx.accumulate ? nullptr : g;
 
         // The student's log-sum-exp: the maximum, then a compensated sum of exp(z / T - max).
         V max_lanes = V(lowest<T>());
@@ -243,7 +249,9 @@ struct kd_topk_row_kernel {
         const T max_s = max_of(lowest<T>(), lane_max(max_lanes) * inv_tau);
         blocked_sum<V> sum_lanes;
         for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
-            sum_lanes.add(exp_nonpositive(load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s));
+            const V es = exp_nonpositive(load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s);
+            if (student_exp) store_lanes(student_exp + v * cg, cg, count, es);
+            sum_lanes.add(es);
         });
         const T sum_s = sum_lanes.value();
         const T log_sum_s = detail::log(sum_s);
@@ -264,68 +272,87 @@ struct kd_topk_row_kernel {
             log_ratio = detail::log(teacher_lse.sum / sum_s);
         }
 
-        // One teacher entry: the shifted student logit at its id, its probability, log p - log q.
-        struct at_entry {
-            index_t id;
-            T ds, da, p, log_ratio_pq;
+        // The k teacher entries, a pack of them at a time: their ids and the student logits there
+        // are gathered into small arrays (lanes past k hold a -inf log-probability: p = 0).
+        constexpr int lanes = lanes_v<V>;
+        struct at_entries {
+            index_t id[lanes];
+            V ds, da, p, log_ratio_pq;
         };
-        auto evaluate = [&](index_t j) {
-            at_entry e;
-            e.id = static_cast<index_t>(row_ids[j * ci]);
-            e.ds = z[e.id * cs] * inv_tau - max_s;
+        const auto evaluate = [&](index_t j0, int count) DISTILL_LAMBDA_INLINE {
+            at_entries e;
+            T student_at[lanes], logprob[lanes];
+            for (int q = 0; q < lanes; ++q) {
+                if (q < count) {
+                    e.id[q] = static_cast<index_t>(row_ids[(j0 + q) * ci]);
+                    student_at[q] = z[e.id[q] * cs];
+                    logprob[q] = stored[(j0 + q) * cl];
+                } else {
+                    e.id[q] = 0;
+                    student_at[q] = T(0);
+                    logprob[q] = pad;
+                }
+            }
+            e.ds = load_lanes<V>(student_at, 1, lanes, T(0)) * inv_tau - max_s;
+            const V l = load_lanes<V>(logprob, 1, lanes, T(0));
             if (renormalize) {
-                e.da = stored[j * cl] * inv_tau - max_a;
-                e.p = detail::exp(e.da - log_sum_a);
+                e.da = l * inv_tau - max_a;
+                e.p = exp_nonpositive(e.da - log_sum_a);  // <= 0: da <= 0 and the sum is >= 1
                 e.log_ratio_pq = (e.da - e.ds) - log_ratio;
             } else {
-                const T l = stored[j * cl];
-                e.da = 0;
-                e.p = detail::exp(l);
+                e.da = V(0);
+                e.p = detail::exp(l);  // stored log-probabilities: <= 0 unless the caller's are not
                 e.log_ratio_pq = l - (e.ds - log_sum_s);
             }
             return e;
         };
+        const auto for_each_entry_pack = [&](auto&& body) DISTILL_LAMBDA_INLINE {
+            for (index_t j0 = 0; j0 < k; j0 += lanes) body(evaluate(j0, static_cast<int>(k - j0 < lanes ? k - j0 : lanes)));
+        };
 
-        T divergence = 0, mass = 0, p_ds = 0, p_da = 0, p_da_ratio = 0;
-        for (index_t j = 0; j < k; ++j) {
-            const at_entry e = evaluate(j);
-            if (!(e.p > T(0))) continue;  // no teacher mass: contributes 0, never 0 * inf
-            divergence += e.p * e.log_ratio_pq;
-            mass += e.p;
+        V divergence_lanes = V(0), mass_lanes = V(0), p_ds_lanes = V(0), p_da_lanes = V(0), p_da_ratio_lanes = V(0);
+        for_each_entry_pack([&](const at_entries& e) DISTILL_LAMBDA_INLINE {
+            const auto has_mass = e.p > V(0);  // no teacher mass: contributes 0, never 0 * inf
+            divergence_lanes += select(has_mass, e.p * e.log_ratio_pq, V(0));
+            mass_lanes += select(has_mass, e.p, V(0));
             if (ctx.want_dtemperature) {
-                p_ds += e.p * e.ds;
-                p_da += e.p * e.da;
-                p_da_ratio += e.p * e.da * e.log_ratio_pq;
+                p_ds_lanes += select(has_mass, e.p * e.ds, V(0));
+                p_da_lanes += select(has_mass, e.p * e.da, V(0));
+                p_da_ratio_lanes += select(has_mass, e.p * e.da * e.log_ratio_pq, V(0));
             }
-        }
+        });
+        const T divergence = lane_sum(divergence_lanes), mass = lane_sum(mass_lanes);
+        const T p_ds = lane_sum(p_ds_lanes), p_da = lane_sum(p_da_lanes), p_da_ratio = lane_sum(p_da_ratio_lanes);
 
         // Student pass over the vocabulary: the gradient's P ps_c part, and E_ps[ds] for d/dT.
-        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        const index_t cg = Unit ? 1 : ctx.grad.col_stride;
         const T scale = w * tau * ctx.grad_factor;  // d(w T^2 D)/d(z/T) times d(z/T)/dz = w T (...)
         T ps_ds = 0;
         if (g || ctx.want_dtemperature) {
             const T inv_sum_s = T(1) / sum_s, grad_coef = scale * mass * inv_sum_s;
             V ps_ds_lanes = V(0);
             for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
-                const V ds = load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s;
-                const V es = exp_nonpositive(ds);  // ps = es / sum_s
+                const auto shifted = [&]() DISTILL_LAMBDA_INLINE {
+                    return load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s;
+                };
+                if (student_exp && !ctx.want_dtemperature) {  // ps = es / sum_s, es stored by the sums
+                    store_lanes(g + v * cg, cg, count, V(grad_coef) * load_lanes<V>(g + v * cg, cg, count, T(0)));
+                    return;
+                }
+                const V ds = shifted();
+                const V es = student_exp ? load_lanes<V>(student_exp + v * cg, cg, count, T(0)) : exp_nonpositive(ds);
                 if (g) ctx.put_grad(g + v * cg, cg, count, V(grad_coef) * es);
                 if (ctx.want_dtemperature) ps_ds_lanes += select(es > V(0), es * ds, V(0));
             });
             ps_ds = lane_sum(ps_ds_lanes) * inv_sum_s;
         }
-        // ... then the teacher's part at its k ids, as one difference (the ids are distinct).
+        // ... then the teacher's part at its k ids (distinct, so each is one subtraction).
         if (g) {
-            for (index_t j = 0; j < k; ++j) {
-                const at_entry e = evaluate(j);
-                if (ctx.accumulate) {  // the vocabulary pass added scale * mass * ps already
-                    g[e.id * cg] -= scale * e.p;
-                } else {
-                    const T ps = detail::exp(e.ds - log_sum_s);
-                    g[e.id * cg] = scale * (mass * ps - e.p);
-                }
-            }
+            for_each_entry_pack([&](const at_entries& e) DISTILL_LAMBDA_INLINE {
+                T p[lanes];
+                store_lanes(p, 1, lanes, e.p);
+                for (int q = 0; q < lanes; ++q)  // lanes past k have p = 0
+                    if (p[q] > T(0)) g[e.id[q] * cg] -= scale * p[q];
+            });
         }
 
         row_result<T> r;
