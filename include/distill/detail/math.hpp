@@ -52,6 +52,8 @@ template <class T>
 inline constexpr T lowest_finite_v = std::numeric_limits<T>::lowest();
 template <class T>
 inline constexpr T infinity_v = std::numeric_limits<T>::infinity();
+template <class T>
+inline constexpr T min_normal_v = std::numeric_limits<T>::min();  ///< the smallest positive normal value
 
 template <class T>
 DISTILL_HD constexpr bool is_finite(T x) noexcept {

@@ -35,8 +35,8 @@
 #define DISTILL_SIMD 0
 #endif
 
-#if DISTILL_SIMD && defined(__AVX512F__)
-#include <immintrin.h>  // masked loads and stores of a row's last pack, lane reductions
+#if DISTILL_SIMD && (defined(__AVX512F__) || defined(__AVX__))
+#include <immintrin.h>  // masked loads and stores of a row's last pack, lane reductions, mask tests
 #endif
 
 namespace distill::detail {
@@ -169,8 +169,14 @@ DISTILL_FORCE_INLINE void store_lanes<float_pack, float>(float* p, index_t strid
 
 DISTILL_FORCE_INLINE float_pack select(float_mask m, float_pack a, float_pack b) noexcept { return m.m ? a.v : b.v; }
 DISTILL_FORCE_INLINE bool any_lane(float_mask m) noexcept {
+#if defined(__AVX512F__) && DISTILL_SIMD_BYTES == 64
+    return _mm512_test_epi32_mask((__m512i)m.m, (__m512i)m.m) != 0;  // one test into a mask register
+#elif defined(__AVX__) && DISTILL_SIMD_BYTES == 32
+    return !_mm256_testz_si256((__m256i)m.m, (__m256i)m.m);
+#else
     float_mask::native zero{};
     return std::memcmp(&m.m, &zero, sizeof zero) != 0;
+#endif
 }
 DISTILL_FORCE_INLINE float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
 DISTILL_FORCE_INLINE float lane_sum(float_pack x) noexcept {
@@ -230,10 +236,40 @@ DISTILL_FORCE_INLINE float_pack exp(float_pack x) noexcept {
 }
 
 /// exp(x) for x <= 0 (or -inf, or nan): the exp of the softmax passes, whose arguments are
-/// logits minus their row maximum or log-probabilities. Skips exp's overflow handling, and its
-/// underflow costs no extra select: below -88, n = -127 builds the bit pattern 0, so the result
-/// is exactly 0 (-inf included; results under 2^-126, denormals, flush to 0). nan stays nan.
+/// logits minus their row maximum or log-probabilities. At most 1 ulp; skips exp's overflow
+/// handling; results under 2^-126 (denormals) flush to 0, so exp(-inf) is exactly 0; nan stays nan.
 DISTILL_FORCE_INLINE float_pack exp_nonpositive(float_pack x) noexcept {
+#if defined(__AVX512F__) && DISTILL_SIMD_BYTES == 64
+    // AVX-512: exp(x) = 2^(m / 32) exp(r), m = round(32 x / ln 2), r = x - m ln 2 / 32 in
+    // [-ln2/64, ln2/64]. 2^((m mod 32) / 32) comes from a 32-entry table (one two-register permute
+    // indexed by k's low bits), exp(r) - 1 from a degree-3 polynomial (error r^4 / 24 < 6e-10),
+    // 2^floor(m / 32) from vscalefps; at most 1 ulp. Four FMAs fewer than the polynomial form
+    // below, which matters because the softmax passes are bound by FMA throughput. Lanes below
+    // ln(FLT_MIN) (and -inf) give 0 through the scale's zero mask; nan stays nan.
+    alignas(64) static constexpr float two_to_j_over_32[32] = {
+        0x1.0p+0f, 0x1.059b0ep+0f, 0x1.0b5586p+0f, 0x1.11301ep+0f, 0x1.172b84p+0f, 0x1.1d4874p+0f, 0x1.2387a6p+0f, 0x1.29e9ep+0f,
+        0x1.306fep+0f, 0x1.371a74p+0f, 0x1.3dea64p+0f, 0x1.44e086p+0f, 0x1.4bfdaep+0f, 0x1.5342b6p+0f, 0x1.5ab07ep+0f, 0x1.6247ecp+0f,
+        0x1.6a09e6p+0f, 0x1.71f75ep+0f, 0x1.7a1148p+0f, 0x1.82589ap+0f, 0x1.8ace54p+0f, 0x1.93737cp+0f, 0x1.9c4918p+0f, 0x1.a5503cp+0f,
+        0x1.ae89fap+0f, 0x1.b7f77p+0f, 0x1.c199bep+0f, 0x1.cb720ep+0f, 0x1.d5818ep+0f, 0x1.dfc974p+0f, 0x1.ea4afap+0f, 0x1.f50766p+0f,
+    };
+    const __m512 v = (__m512)x.v;
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);  // 1.5 * 2^23: k's low bits hold m
+    const __m512 k = _mm512_fmadd_ps(v, _mm512_set1_ps(46.16624130844683f), shifter);  // 32 / ln 2
+    const __m512 m = _mm512_sub_ps(k, shifter);
+    __m512 r = _mm512_fnmadd_ps(m, _mm512_set1_ps(0x1.62ep-6f), v);  // ln 2 / 32 in two parts: m * hi is exact
+    r = _mm512_fnmadd_ps(m, _mm512_set1_ps(9.98318228e-07f), r);
+    const __m512i k_bits = _mm512_castps_si512(k);
+    const __m512 fraction = _mm512_permutex2var_ps(_mm512_load_ps(two_to_j_over_32), k_bits,
+                                                   _mm512_load_ps(two_to_j_over_32 + 16));  // low 5 bits index
+    const __m512 q = _mm512_fmadd_ps(_mm512_fmadd_ps(r, _mm512_set1_ps(1.0f / 6.0f), _mm512_set1_ps(0.5f)),
+                                     _mm512_mul_ps(r, r), r);  // exp(r) - 1
+    const __m512 mantissa = _mm512_fmadd_ps(fraction, q, fraction);
+    const __m512 whole = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_sub_epi32(k_bits, _mm512_castps_si512(shifter)), 5));
+    const __mmask16 normal = _mm512_cmp_ps_mask(v, _mm512_set1_ps(-87.33654f), _CMP_NLT_UQ);
+    return float_pack((float_pack::native)_mm512_maskz_scalef_ps(normal, mantissa, whole));
+#else
+    // Underflow costs no extra select: below -88, n = -127 builds the bit pattern 0, so the
+    // result is exactly 0.
     // k = x / ln 2 + 1.5 * 2^23 + 127: its low mantissa bits hold round(x / ln 2) + 127, the
     // biased exponent of 2^n, which a shift by 23 moves into place (the higher bits fall off).
     constexpr float shifter = 12582912.0f + 127.0f;
@@ -252,6 +288,7 @@ DISTILL_FORCE_INLINE float_pack exp_nonpositive(float_pack x) noexcept {
     float_pack two_n;
     std::memcpy(&two_n.v, &bits, sizeof bits);
     return (p * (r * r) + r + 1.0f) * two_n;
+#endif
 }
 
 /// log(x) for x > 0 and finite (normal): the Cephes polynomial without the special cases.

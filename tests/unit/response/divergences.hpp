@@ -343,6 +343,29 @@ TEST_CASE_TEMPLATE("divergences: student equal to teacher gives zero loss and ze
     }
 }
 
+TEST_CASE_TEMPLATE("tvd: ties are exact on long rows, with and without d/dT", T, float, double) {
+    // The student's probabilities come from the statistics pass and the teacher's from the loss pass:
+    // equal logits must still give bitwise equal ps and pt (sign(0) = 0, as torch's abs backward).
+    const method_spec m = [] {
+        for (const method_spec& x : tested_methods())
+            if (x.id == method_id::tvd) return x;
+        return tested_methods()[0];
+    }();
+    REQUIRE(m.id == method_id::tvd);
+    for (index_t cols : {17, 100, 1000}) {
+        for (double temperature : {1.0, 3.0, 7.5}) {
+            for (bool want_temperature : {false, true}) {
+                INFO("C = ", cols, ", T = ", temperature, ", d/dT ", want_temperature);
+                host_problem<T> p(4, cols, 11);
+                p.teacher = p.student;
+                const auto out = run_ok(m, p, temperature, reduction::none, -100, true, want_temperature);
+                for (T g : out.grad) CHECK(g == T(0));
+                for (T v : out.loss) CHECK(v == T(0));
+            }
+        }
+    }
+}
+
 TEST_CASE_TEMPLATE("divergences: batchmean with every row ignored (or every weight 0) is 0 with zero gradients", T,
                    float, double) {
     for (const method_spec& m : tested_methods()) {

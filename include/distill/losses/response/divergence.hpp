@@ -16,7 +16,7 @@
 // with B = sum_j b_j; s and t may be shifted by any constant per row (the bracketed sums
 // are invariant), which keeps them small. Four reads of a row: maxima; sums of exp (which
 // leave exp(s - max_s) in the gradient row); loss, A, B and the d/dT sums; the gradient row
-// (recomputing the terms; no per-class storage). A term whose probability is 0 contributes 0,
+// (recomputing the terms; no per-class storage but the gradient row itself). A term whose probability is 0 contributes 0,
 // never 0 * inf.
 #pragma once
 
@@ -93,10 +93,23 @@ struct row_scaling {
         return x * scale;
     }
 };
+/// row_scaling whose product is rounded before anything else uses it (rounded_product): x * scale - max
+/// then gives the same bits wherever it is computed, whatever the compiler contracts into FMAs
+/// (terms with exact ties compare ps and pt that come from two different passes).
+template <class T>
+struct rounded_row_scaling {
+    T scale = 1;
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE V operator()(V x) const noexcept {
+        return rounded_product(x, V(scale));
+    }
+};
 template <class F>
 inline constexpr bool is_row_scaling_v = false;
 template <class T>
 inline constexpr bool is_row_scaling_v<row_scaling<T>> = true;
+template <class T>
+inline constexpr bool is_row_scaling_v<rounded_row_scaling<T>> = true;
 
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
 /// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When
@@ -244,13 +257,15 @@ struct divergence_row_kernel {
         const T* s = ctx.student.row(i);
         const T* t = ctx.teacher.row(i);
         const T inv = inv_tau;
-        const row_scaling<T> tempered{inv};
-        // The gradient row holds exp(s' - max_s) from the statistics until the gradient pass (one exp
-        // per class less), unless the terms need ties between ps and pt to be exact: then both are
-        // recomputed by the same expression and rounded before use (rounded_product), so that no
-        // FMA contraction can tell equal rows apart. Never when the gradients accumulate into it.
+        // Terms with exact ties get ps and pt from two passes (es stored by the statistics, et
+        // computed by the loss pass): their logits are tempered with a rounded product, so that
+        // equal rows give bitwise equal probabilities whatever the compiler fuses.
+        using tempering = std::conditional_t<exact_ties_v<Terms>, rounded_row_scaling<T>, row_scaling<T>>;
+        const tempering tempered{inv};
+        // The gradient row holds exp(s' - max_s) from the statistics until the loss pass (one exp per
+        // class less), unless the gradients accumulate into it.
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        T* const student_exp = exact_ties_v<Terms> || ctx.accumulate ? nullptr : g;
+        T* const student_exp = ctx.accumulate ? nullptr : g;
         // The next row is fetched while this one is computed on: its student during the sums, its
         // teacher during the loss pass.
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
@@ -268,19 +283,14 @@ struct divergence_row_kernel {
         };
         const auto evaluate = [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
             at_block e;
-            e.ds = load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s;
-            e.dt = load_lanes<V>(t + c * ct, ct, count, pad) * inv - st.max_t;
+            e.ds = tempered(load_lanes<V>(s + c * cs, cs, count, pad)) - st.max_s;
+            e.dt = tempered(load_lanes<V>(t + c * ct, ct, count, pad)) - st.max_t;
             const V ls = e.ds - st.log_sum_s, lt = e.dt - st.log_sum_t;
-            // ps and pt by the same arithmetic, so that equal rows give exactly equal probabilities
-            // (tvd's subgradient at a tie is 0).
-            if constexpr (exact_ties_v<Terms>) {
-                e.ps = rounded_product(exp_nonpositive(e.ds), V(st.inv_sum_s));
-                e.pt = rounded_product(exp_nonpositive(e.dt), V(st.inv_sum_t));
-            } else {
-                e.ps = (student_exp ? load_lanes<V>(student_exp + c * cg, cg, count, T(0)) : exp_nonpositive(e.ds)) *
-                       V(st.inv_sum_s);
-                e.pt = exp_nonpositive(e.dt) * V(st.inv_sum_t);
-            }
+            // For equal rows es (statistics pass) and et (here) are the same exp of the same bits, and
+            // so are the sums: ps and pt are then equal, which terms with exact ties compare.
+            e.ps = (student_exp ? load_lanes<V>(student_exp + c * cg, cg, count, T(0)) : exp_nonpositive(e.ds)) *
+                   V(st.inv_sum_s);
+            e.pt = exp_nonpositive(e.dt) * V(st.inv_sum_t);
             e.f = terms(ls, lt, e.ps, e.pt, (e.ds - e.dt) + st.log_ratio);
             return e;
         };
@@ -315,7 +325,7 @@ struct divergence_row_kernel {
                 for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                     const V a = load_lanes<V>(g + c * cg, cg, count, T(0));
                     const auto recompute = [&]() DISTILL_LAMBDA_INLINE {
-                        return exp_nonpositive(load_lanes<V>(s + c * cs, cs, count, pad) * inv - st.max_s) * V(st.inv_sum_s);
+                        return exp_nonpositive(tempered(load_lanes<V>(s + c * cs, cs, count, pad)) - st.max_s) * V(st.inv_sum_s);
                     };
                     V ps;
                     if constexpr (recovers_student_probability_v<Terms, V>) {

@@ -15,7 +15,9 @@
 // beta must lie in the open interval (0, 1): at 0 and 1 the formula is identically 0
 // (TRL's special cases there are kd and reverse_kd; use those instead).
 //
-// Cost: O(N C) time, three reads of each row, O(1) extra memory per row.
+// Cost: O(N C) time, four passes over a row (maxima; sums of exp, leaving the student's in the
+// gradient row; the loss, leaving d phi / d ls there; the gradient), four exp, one division and
+// one log per class, O(1) extra memory per row.
 // Masked logits: each half is weighted by its own probability, so a class where pt = 0
 // (ps = 0) drops the teacher (student) half; M > 0 wherever either probability is, so every
 // result is finite for any mask.
@@ -49,12 +51,13 @@ struct generalized_js_terms {
     ///   lm - ls = log(beta e^-d + 1 - beta),   lm - lt = log(beta + (1 - beta) e^d) = (lm - ls) + d.
     /// The one whose argument lies in (0, 1] is evaluated as log(w1 + w2 e^-|d|) (w1 the weight of
     /// the distribution that is ahead: no overflow, an absolute error of a few 1e-8 like the
-    /// log-space form), the other by adding or subtracting d: one exp and one log per class
-    /// instead of two of each.
+    /// log-space form), the other by adding or subtracting d: one log per class instead of two.
+    /// e^-|d| is the ratio of the smaller probability to the larger (a division, not an exp;
+    /// 0 where both are 0, whose terms are 0 anyway).
     template <class V>
     DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V pt, V ls_minus_lt) const noexcept {
         const auto student_ahead = ls_minus_lt >= V(0);
-        const V e = exp_nonpositive(select(student_ahead, -ls_minus_lt, ls_minus_lt));  // e^-|d|
+        const V e = select(student_ahead, pt, ps) / max_of(select(student_ahead, ps, pt), V(min_normal_v<T>));  // e^-|d|
         const V near = log_positive(select(student_ahead, V(one_minus_beta), V(beta)) +
                                     select(student_ahead, V(beta), V(one_minus_beta)) * e);
         const V mixture_minus_student = select(student_ahead, near, near - ls_minus_lt);

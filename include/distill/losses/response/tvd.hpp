@@ -13,7 +13,9 @@
 // student and teacher rows give bitwise identical probabilities here (the same operations on
 // the same numbers), so such ties are exact.
 //
-// Cost: O(N C) time, three reads of each row, O(1) extra memory per row.
+// Cost: O(N C) time, four passes over a row (maxima; sums of exp, leaving the student's in the
+// gradient row; the loss, which reads the teacher and leaves d phi / d ls there; the gradient,
+// which recovers ps from it), three exp per class, O(1) extra memory per row.
 // Masked logits: a -inf entry has probability 0; every term is a product with a probability,
 // so the loss and gradients stay finite for any mask (disjoint supports give TVD 1).
 #pragma once
@@ -41,9 +43,9 @@ struct total_variation_terms {
     static constexpr bool exact_ties = true;  // |pt - ps| has subgradient 0 at a tie (torch's abs)
     template <class V>
     DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V pt, V /*ls_minus_lt*/) const noexcept {
-        const V diff = pt - ps;
-        const V half_sign = select(diff > V(0), V(T(0.5)), select(diff < V(0), V(T(-0.5)), V(0)));
-        return {half_sign * diff, -half_sign * ps, half_sign * pt};
+        // The sign from comparing ps and pt themselves (pt - ps could be fused with pt's product).
+        const V half_sign = select(pt > ps, V(T(0.5)), select(pt < ps, V(T(-0.5)), V(0)));
+        return {half_sign * (pt - ps), -half_sign * ps, half_sign * pt};
     }
     /// ps from the stored d phi / d ls = -sign(pt - ps) ps / 2 (exact: a power-of-two scale), where
     /// it is not 0; the kernel recomputes ps at the lanes where it is (ties, ps = 0).
