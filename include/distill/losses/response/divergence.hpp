@@ -106,21 +106,20 @@ inline constexpr bool is_row_scaling_v<row_scaling<T>> = true;
 /// the next row's lines, so that its first pass reads from cache. log_sums = false leaves
 /// log_sum_s and log_sum_t 0 (two logs per row fewer for callers that need only log_ratio).
 /// gap = true also sums exp(s' - max_s) (s' - max_s - (t' - max_t)), from which the reverse KL is
-/// student_gap / sum_s + log_ratio without another pass. skip >= 0 leaves column `skip` out of every
-/// statistic (dkd's target class): its lane is loaded as -inf, as if the class were masked, so its
-/// exp is exactly 0 and, with student_exp, 0 is stored there. (skip < 0, the default: every column;
-/// the check is one predictable branch per pack, folded away when skip is the constant default.)
-template <class V, class T, class FS, class FT>
+/// student_gap / sum_s + log_ratio without another pass. Excluding = true leaves column `skip` out of
+/// every statistic (dkd's target class): its lane is loaded as -inf, as if the class were masked, so
+/// its exp is exactly 0 and, with student_exp, 0 is stored there (one predictable branch per pack;
+/// the other callers, Excluding = false, compile to the loads without it).
+template <class V, bool Excluding = false, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
                                                          index_t ce = 1, const T* next_s = nullptr,
                                                          const T* next_t = nullptr, bool log_sums = true,
                                                          bool gap = false, index_t skip = -1) noexcept {
     const T pad = -infinity_v<T>;  // lanes past the row's end (and the skipped column): exp(-inf) = 0
-    const bool excluding = skip >= 0;
     const auto load = [&](const T* row, index_t stride, index_t c, int count) DISTILL_LAMBDA_INLINE {
-        return excluding ? load_lanes_excluding<V>(row, c, stride, count, pad, skip)
-                         : load_lanes<V>(row + c * stride, stride, count, pad);
+        if constexpr (Excluding) return load_lanes_excluding<V>(row, c, stride, count, pad, skip);
+        else return load_lanes<V>(row + c * stride, stride, count, pad);
     };
     V max_s = V(lowest<T>()), max_t = V(lowest<T>());
     softmax_pair_stats<T> r;

@@ -33,7 +33,9 @@
 // their compensated sums of exp (which also leave exp(s - max'_s) in the gradient row); then q^s
 // (from that stored exp), q^t, NCKD, the d/dT sums and the gradient row. The target is excluded by
 // loading its lane as -inf in every pass (never by subtracting its exp, which would cancel when it
-// dominates); the all-class statistics follow by adding it (scalar). Three exp per class, as kd.
+// dominates); the all-class statistics follow by adding it (scalar). Three exp per class, as kd
+// (four when q^s is needed and the gradient row cannot hold exp(s - max'_s): accumulating, or d/dT
+// without a gradient).
 // Masked logits (-inf) have probability 0: an entry masked in both student and teacher adds
 // nothing; one masked in the student only where the teacher has mass makes the loss +inf.
 // Terms with a zero probability factor are dropped, never formed as 0 * inf. (A row whose
@@ -113,7 +115,7 @@ struct dkd_row_kernel {
 
         // Passes 1 and 2: maxima and compensated sums of exp over the non-target classes (the target
         // column is loaded as -inf: excluded exactly); the next row's student is fetched meanwhile.
-        const softmax_pair_stats<T> st = softmax_pair_statistics<V>(
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V, /*Excluding=*/true>(
             s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i),
             static_cast<const T*>(nullptr), /*log_sums=*/true, /*gap=*/false, /*skip=*/y);
         // Adding the target gives the all-class max and sum-exp.
