@@ -335,6 +335,28 @@ DISTILL_FORCE_INLINE float_pack log1p(float_pack x) noexcept {
 }
 #endif
 
+/// Sets lane k of x to value: for a scalar (one lane), x = value; for float_pack, x.v[k].
+template <class T>
+DISTILL_HD DISTILL_FORCE_INLINE void set_lane(T& x, int, T value) noexcept {
+    x = value;
+}
+#if DISTILL_SIMD
+DISTILL_FORCE_INLINE void set_lane(float_pack& x, int k, float value) noexcept { x.v[k] = value; }
+#endif
+
+/// load_lanes of the elements c, c + 1, ... of a row (stride in elements), with the element at
+/// index `skip` read as `fill` where it falls in this pack (skip < 0: none). A row statistic that
+/// must leave one column out (dkd's non-target classes) excludes it exactly this way, instead of
+/// subtracting its contribution afterwards (which cancels when that column dominates).
+template <class V, class T>
+DISTILL_HD DISTILL_FORCE_INLINE V load_lanes_excluding(const T* row, index_t c, index_t stride, int count, T fill,
+                                                       index_t skip) noexcept {
+    V x = load_lanes<V>(row + c * stride, stride, count, fill);
+    // skip in [c, c + count), one unsigned comparison (a negative skip - c wraps past count)
+    if (static_cast<std::uint64_t>(skip - c) < static_cast<std::uint64_t>(count)) set_lane(x, static_cast<int>(skip - c), fill);
+    return x;
+}
+
 /// a * b rounded to T, never fused into a following addition (FMA contraction, on by default in
 /// GCC with -march=native and in nvcc): for values that must compare bitwise equal when their
 /// inputs are, such as ps and pt of equal rows where tvd's |pt - ps| has its tie.

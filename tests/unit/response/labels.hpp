@@ -589,6 +589,114 @@ TEST_CASE("dkd: the convenience object and the float options") {
     CHECK(out.grad == same.grad);
 }
 
+TEST_CASE("dkd: a dominant target, and the target in a partial pack or a pack's first lane (float against long double)") {
+    // 37 classes: packs of 16, 16 and 5 (AVX-512), 8 x 4 and 5 (AVX), 9 x 4 and 1 (SSE2). Targets in the
+    // first lane of the first pack (0), on the row's last element (36: in the partial pack of every
+    // width), on the first lane of the last partial pack of 16 or 8 (32) and inside it (33).
+    constexpr index_t n = 6, c = 37;
+    host_problem<float> p(n, c, 228);
+    p.labels = {0, 36, 32, 33, 0, 36};
+    p.use_labels = true;
+    // Rows 0 and 1: the target 30 above every other logit in student and teacher, so that at T = 1 the
+    // non-target mass is ~C e^-30 ~ 4e-12 of the total: a non-target sum formed by subtracting the
+    // target's exp from the all-class one would be rounding noise, and NCKD with it. Row 4: only the
+    // teacher's target dominates; row 5: only the student's.
+    const auto dominate = [&](std::vector<float>& m, index_t i) {
+        const auto y = static_cast<index_t>(p.labels[static_cast<std::size_t>(i)]);
+        float top = -std::numeric_limits<float>::infinity();
+        for (index_t k = 0; k < c; ++k)
+            if (k != y) top = std::max(top, m[static_cast<std::size_t>(i * c + k)]);
+        m[static_cast<std::size_t>(i * c + y)] = top + 30.0f;
+    };
+    dominate(p.student, 0);
+    dominate(p.teacher, 0);
+    dominate(p.student, 1);
+    dominate(p.teacher, 1);
+    dominate(p.teacher, 4);
+    dominate(p.student, 5);
+    // The same float inputs in double: the reference for the gradients and d/dT.
+    host_problem<double> d(n, c, 228);
+    d.student.assign(p.student.begin(), p.student.end());
+    d.teacher.assign(p.teacher.begin(), p.teacher.end());
+    d.labels = p.labels;
+    d.use_labels = true;
+    for (double temperature : {1.0, 4.0})
+        for (auto ab : {std::pair{0.0, 1.0}, std::pair{1.0, 8.0}}) {
+            CAPTURE(temperature);
+            CAPTURE(ab.first);
+            CAPTURE(ab.second);
+            const distill::dkd_options opts{temperature, reduction::none, -100, ab.first, ab.second};
+            const auto out = run_ok(p, opts);
+            const auto ref = run_ok(d, opts);
+            for (index_t i = 0; i < n; ++i) {
+                CAPTURE(i);
+                const dkd_parts parts = dkd_row(p, i, temperature);
+                CHECK(parts.nckd > real(0.01));  // NCKD is a sizeable part of every row's loss
+                const real expected = real(temperature * temperature) * (real(ab.first) * parts.tckd + real(ab.second) * parts.nckd);
+                DISTILL_CHECK_CLOSE(out.loss[static_cast<std::size_t>(i)], expected, 1e-4, 0);
+                double row_scale = 0;
+                for (index_t k = 0; k < c; ++k)
+                    row_scale = std::max(row_scale, std::abs(ref.grad[static_cast<std::size_t>(i * c + k)]));
+                for (index_t k = 0; k < c; ++k) {
+                    CAPTURE(k);
+                    const auto e = static_cast<std::size_t>(i * c + k);
+                    DISTILL_CHECK_CLOSE(out.grad[e], ref.grad[e], 1e-4, 1e-6 * row_scale);
+                }
+            }
+            DISTILL_CHECK_CLOSE(out.grad_temperature[0], ref.grad_temperature[0], 1e-4, 1e-6);
+        }
+}
+
+TEST_CASE_TEMPLATE("dkd: strided (column-major) rows and accumulated, scaled gradients agree with the plain call", T, float,
+                   double) {
+    constexpr index_t n = 5, c = 37;
+    host_problem<T> p(n, c, 229);
+    p.labels = {0, 36, 32, 17, 5};
+    p.use_labels = true;
+    const distill::dkd_options opts{2.0, reduction::sum, -100, 1.0, 8.0};
+    const auto plain = run_ok(p, opts);
+    const double rtol = std::is_same_v<T, float> ? 1e-6 : 1e-14;
+
+    // Column-major student, teacher and gradient: every row has stride n.
+    std::vector<T> s(p.student.size()), t(p.teacher.size()), g(p.student.size(), T(-7));
+    for (index_t i = 0; i < n; ++i)
+        for (index_t k = 0; k < c; ++k) {
+            s[static_cast<std::size_t>(k * n + i)] = p.student[static_cast<std::size_t>(i * c + k)];
+            t[static_cast<std::size_t>(k * n + i)] = p.teacher[static_cast<std::size_t>(i * c + k)];
+        }
+    const index_t extents[2] = {n, c}, strides[2] = {1, n};
+    T loss = 0, dtemperature = 0;
+    distill::response_args<T> a{distill::any_view<const T>(s.data(), 2, extents, strides),
+                                distill::any_view<const T>(t.data(), 2, extents, strides)};
+    a.labels = distill::make_view(p.labels.data(), n);
+    distill::response_outputs<T> o{distill::make_view(&loss, 1)};
+    o.grad_student = distill::any_view<T>(g.data(), 2, extents, strides);
+    o.grad_temperature = distill::make_view(&dtemperature, 1);
+    REQUIRE(distill::run(opts, a, o).ok());
+    DISTILL_CHECK_CLOSE(loss, plain.loss[0], rtol, 0);
+    DISTILL_CHECK_CLOSE(dtemperature, plain.grad_temperature[0], rtol, 0);
+    for (index_t i = 0; i < n; ++i)
+        for (index_t k = 0; k < c; ++k)
+            DISTILL_CHECK_CLOSE(g[static_cast<std::size_t>(k * n + i)], plain.grad[static_cast<std::size_t>(i * c + k)], rtol, 1e-30);
+
+    // Accumulating with grad_scale 0.5 into earlier values (-0 at one target among them).
+    host_outputs<T> acc(reduction::sum, n, c);
+    for (std::size_t e = 0; e < acc.grad.size(); ++e) acc.grad[e] = T(0.25) * static_cast<T>(e % 11) - T(1);
+    acc.grad[static_cast<std::size_t>(0 * c + 0)] = -T(0);
+    const std::vector<T> earlier = acc.grad;
+    acc.grad_temperature[0] = T(3);
+    distill::response_outputs<T> views = acc.views(n, c);
+    views.grad_scale = T(0.5);
+    views.accumulate = true;
+    REQUIRE(distill::run(opts, p.args(), views).ok());
+    DISTILL_CHECK_CLOSE(acc.loss[0], plain.loss[0], rtol, 0);
+    DISTILL_CHECK_CLOSE(acc.grad_temperature[0], T(3) + T(0.5) * plain.grad_temperature[0], rtol, 0);
+    for (std::size_t e = 0; e < acc.grad.size(); ++e) {
+        CAPTURE(e);
+        DISTILL_CHECK_CLOSE(acc.grad[e], earlier[e] + T(0.5) * plain.grad[e], rtol, 1e-30);
+    }
+}
+
 // ------------------------------------------------------------------------------------ errors
 
 /// The convenience object of the method, on the same arguments.

@@ -119,28 +119,35 @@ inline constexpr bool is_row_scaling_v<rounded_row_scaling<T>> = true;
 /// the next row's lines, so that its first pass reads from cache. log_sums = false leaves
 /// log_sum_s and log_sum_t 0 (two logs per row fewer for callers that need only log_ratio).
 /// gap = true also sums exp(s' - max_s) (s' - max_s - (t' - max_t)), from which the reverse KL is
-/// student_gap / sum_s + log_ratio without another pass.
-template <class V, class T, class FS, class FT>
+/// student_gap / sum_s + log_ratio without another pass. Excluding = true leaves column `skip` out of
+/// every statistic (dkd's target class): its lane is loaded as -inf, as if the class were masked, so
+/// its exp is exactly 0 and, with student_exp, 0 is stored there (one predictable branch per pack;
+/// the other callers, Excluding = false, compile to the loads without it).
+template <class V, bool Excluding = false, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
                                                          index_t ce = 1, const T* next_s = nullptr,
                                                          const T* next_t = nullptr, bool log_sums = true,
-                                                         bool gap = false) noexcept {
-    const T pad = -infinity_v<T>;  // lanes past the row's end: exp(-inf) = 0
+                                                         bool gap = false, index_t skip = -1) noexcept {
+    const T pad = -infinity_v<T>;  // lanes past the row's end (and the skipped column): exp(-inf) = 0
+    const auto load = [&](const T* row, index_t stride, index_t c, int count) DISTILL_LAMBDA_INLINE {
+        if constexpr (Excluding) return load_lanes_excluding<V>(row, c, stride, count, pad, skip);
+        else return load_lanes<V>(row + c * stride, stride, count, pad);
+    };
     V max_s = V(lowest<T>()), max_t = V(lowest<T>());
     softmax_pair_stats<T> r;
     if constexpr (is_row_scaling_v<FS> && is_row_scaling_v<FT>) {
         // The maxima of the raw rows, scaled once (x -> x * scale is increasing).
         for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
-            max_s = max_of(max_s, load_lanes<V>(s + c * cs, cs, count, pad));
-            max_t = max_of(max_t, load_lanes<V>(t + c * ct, ct, count, pad));
+            max_s = max_of(max_s, load(s, cs, c, count));
+            max_t = max_of(max_t, load(t, ct, c, count));
         });
         r.max_s = max_of(lowest<T>(), fs(lane_max(max_s)));  // as the maximum of fs(x) and lowest
         r.max_t = max_of(lowest<T>(), ft(lane_max(max_t)));
     } else {
         for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
-            max_s = max_of(max_s, fs(load_lanes<V>(s + c * cs, cs, count, pad)));
-            max_t = max_of(max_t, ft(load_lanes<V>(t + c * ct, ct, count, pad)));
+            max_s = max_of(max_s, fs(load(s, cs, c, count)));
+            max_t = max_of(max_t, ft(load(t, ct, c, count)));
         });
         r.max_s = lane_max(max_s);
         r.max_t = lane_max(max_t);
@@ -150,8 +157,8 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
     for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
         if (next_s) prefetch(next_s + c);
         if (next_t) prefetch(next_t + c);
-        const V ds = fs(load_lanes<V>(s + c * cs, cs, count, pad)) - r.max_s;
-        const V dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - r.max_t;
+        const V ds = fs(load(s, cs, c, count)) - r.max_s;
+        const V dt = ft(load(t, ct, c, count)) - r.max_t;
         const V es = exp_nonpositive(ds);
         if (student_exp) store_lanes(student_exp + c * ce, ce, count, es);
         sum_s.add(es);

@@ -27,9 +27,15 @@
 //       sum_c dF/dt_c t_c = alpha b^t_0 b^t_1 (D_0 - D_1)(t_y - E_qt[t]) + beta sum_{c != y} q^t_c (r_c - NCKD) t_c
 //       with D_j = log b^t_j - log b^s_j and r_c = log q^t_c - log q^s_c.
 //
-// Cost: O(N C) time, O(1) extra memory per row, two reads of each row: online max / sum-exp of
-// student and teacher over the non-target classes (the all-class ones follow by adding the
-// target), then q^s, q^t, NCKD, the d/dT sums and the gradient row.
+// Cost: O(N C) time, O(1) extra memory per row, no N x C temporaries, written once over SIMD packs
+// of floats on the CPU (scalars in double and on devices; see detail/simd.hpp). A row is read three
+// times, after the first from cache: the maxima of student and teacher over the non-target classes;
+// their compensated sums of exp (which also leave exp(s - max'_s) in the gradient row); then q^s
+// (from that stored exp), q^t, NCKD, the d/dT sums and the gradient row. The target is excluded by
+// loading its lane as -inf in every pass (never by subtracting its exp, which would cancel when it
+// dominates); the all-class statistics follow by adding it (scalar). Three exp per class, as kd
+// (four when q^s is needed and the gradient row cannot hold exp(s - max'_s): accumulating, or d/dT
+// without a gradient).
 // Masked logits (-inf) have probability 0: an entry masked in both student and teacher adds
 // nothing; one masked in the student only where the teacher has mass makes the loss +inf.
 // Terms with a zero probability factor are dropped, never formed as 0 * inf. (A row whose
@@ -66,36 +72,59 @@ status check_dkd_weight(const char* name, R value) noexcept {
         .text(" must be finite and >= 0");
 }
 
-/// The dkd row kernel: loss, gradient row and d/dT of row i.
+/// The dkd row kernel: loss, gradient row and d/dT of row i. Shared by every backend; written once
+/// over the value type V (a scalar, or a SIMD pack of floats on the CPU: see detail/simd.hpp).
 template <class T, class Label>
 struct dkd_row_kernel {
     row_context<T, Label> ctx;
     T tau, inv_tau, alpha, beta;
 
-    DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
+
+    /// Row i with values V: the unit-stride form (plain vector loads and stores, the next row
+    /// prefetched) when every row is contiguous.
+    template <class V>
+    DISTILL_HD row_result<T> row(index_t i) const noexcept {
+        if constexpr (lanes_v<V> > 1)
+            if (unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true>(i);
+        return row_impl<V, false>(i);
+    }
+
+    template <class V, bool Unit>
+    DISTILL_HD DISTILL_FORCE_INLINE row_result<T> row_impl(index_t i) const noexcept {
         const T w = ctx.row_scale(i);
         if (w == T(0)) {  // also every ignored row, whose label may be outside [0, C)
             ctx.zero_grad_row(i);
             return {};
         }
-        const index_t cols = ctx.student.cols, cs = ctx.student.col_stride, ct = ctx.teacher.col_stride;
+        const index_t cols = ctx.student.cols;
+        const index_t cs = Unit ? 1 : ctx.student.col_stride, ct = Unit ? 1 : ctx.teacher.col_stride,
+                      cg = Unit ? 1 : ctx.grad.col_stride;
         const T* s = ctx.student.row(i);
         const T* t = ctx.teacher.row(i);
         const auto y = static_cast<index_t>(ctx.labels[i]);
+        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
+        // The gradient row holds exp(s' - max'_s) from the sums until the last pass (not when the
+        // gradients accumulate into it: it is then computed again). Accumulating, the last pass adds
+        // 0 at the target (q^s = q^t = 0 there); its value before the row is kept to add the
+        // target's gradient to, so that the result is exactly the old value plus that gradient.
+        T* const student_exp = ctx.accumulate ? nullptr : g;
+        const T target_before = g != nullptr && ctx.accumulate ? g[y * cg] : T(0);
+        const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
+        const row_scaling<T> tempered{inv_tau};
 
-        // Pass 1: max and sum-exp over the non-target classes; adding the target gives the full ones.
-        online_logsumexp<T> s_other, t_other;
-        for (index_t c = 0; c < cols; ++c) {
-            if (c == y) continue;
-            s_other.add(s[c * cs] * inv_tau);
-            t_other.add(t[c * ct] * inv_tau);
-        }
+        // Passes 1 and 2: maxima and compensated sums of exp over the non-target classes (the target
+        // column is loaded as -inf: excluded exactly); the next row's student is fetched meanwhile.
+        const softmax_pair_stats<T> st = softmax_pair_statistics<V, /*Excluding=*/true>(
+            s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i),
+            static_cast<const T*>(nullptr), /*log_sums=*/true, /*gap=*/false, /*skip=*/y);
+        // Adding the target gives the all-class max and sum-exp.
         const T sy = s[y * cs] * inv_tau, ty = t[y * ct] * inv_tau;
-        online_logsumexp<T> s_all = s_other, t_all = t_other;
+        const T max_so = st.max_s, max_to = st.max_t;
+        online_logsumexp<T> s_all{max_so, st.sum_s, T(0)}, t_all{max_to, st.sum_t, T(0)};
         s_all.add(sy);
         t_all.add(ty);
-        const T max_so = s_other.max, max_to = t_other.max;
-        const T log_sum_so = detail::log(s_other.sum), log_sum_to = detail::log(t_other.sum);
+        const T log_sum_so = st.log_sum_s, log_sum_to = st.log_sum_t;
         const T log_sum_s = detail::log(s_all.sum), log_sum_t = detail::log(t_all.sum);
         // log b = [z_y - LSE, LSE' - LSE], each as (z - max) - log(sum): exact near the maxima.
         const T log_bs0 = (sy - s_all.max) - log_sum_s, log_bs1 = (max_so - s_all.max) + (log_sum_so - log_sum_s);
@@ -108,47 +137,55 @@ struct dkd_row_kernel {
         const T tckd_1 = bt1 > T(0) ? bt1 * (log_bt1 - log_bs1) : T(0);
         const T tckd = tckd_0 + tckd_1;
 
-        // Pass 2: q^s, q^t over c != y; NCKD, the d/dT sums and the gradient row.
-        const bool student_has_others = s_other.sum > T(0), teacher_has_others = t_other.sum > T(0);
+        // Pass 3: q^s, q^t over c != y (0 at the target's lane and past the row's end); NCKD, the d/dT
+        // sums and the gradient row; the next row's teacher is fetched meanwhile.
+        const bool student_has_others = st.sum_s > T(0), teacher_has_others = st.sum_t > T(0);
+        const V inv_sum_so = V(student_has_others ? st.inv_sum_s : T(0));
+        const V inv_sum_to = V(teacher_has_others ? st.inv_sum_t : T(0));
         // log q^t_c - log q^s_c = ((t_c - max') - (s_c - max')) - log(sum'_t / sum'_s): no rounding at the
         // scale of log C per class (see kd.hpp).
-        const T log_ratio = detail::log(t_other.sum / s_other.sum);
-        T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        const index_t cg = ctx.grad.col_stride;
+        const V log_ratio = V(st.log_ratio);
         const T gscale = w * tau * ctx.grad_factor;
-        T nckd = 0, qs_ds = 0, qt_dt = 0, term_dt = 0, dq_ds = 0;
-        for (index_t c = 0; c < cols; ++c) {
-            if (c == y) {
-                if (g) ctx.put_grad(g[c * cg], gscale * (-alpha * d1));
-                continue;
-            }
-            const T ds = s[c * cs] * inv_tau - max_so, dt = t[c * ct] * inv_tau - max_to;
-            const T qs = student_has_others ? detail::exp(ds - log_sum_so) : T(0);
-            const T qt = teacher_has_others ? detail::exp(dt - log_sum_to) : T(0);
-            if (qt > T(0)) {
-                const T term = qt * ((dt - ds) - log_ratio);
-                nckd += term;
+        const V grad_qs = V(gscale * (alpha * d1)), grad_dq = V(gscale * beta);  // of q^s and of q^s - q^t
+        const bool want_qs = g != nullptr || ctx.want_dtemperature;
+        const T pad = -infinity_v<T>;  // lanes past the row's end and the target: probability 0
+        V nckd = V(0), qs_ds = V(0), qt_dt = V(0), term_dt = V(0), dq_ds = V(0);
+        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            if (next_t) prefetch(next_t + c);
+            const V ds = tempered(load_lanes_excluding<V>(s, c, cs, count, pad, y)) - V(max_so);
+            const V dt = tempered(load_lanes_excluding<V>(t, c, ct, count, pad, y)) - V(max_to);
+            const V qt = exp_nonpositive(dt) * inv_sum_to;
+            const auto teacher_mass = qt > V(0);
+            const V term = select(teacher_mass, qt * ((dt - ds) - log_ratio), V(0));  // 0 * inf never formed
+            nckd += term;
+            if (want_qs) {
+                const V es = student_exp ? load_lanes<V>(student_exp + c * cg, cg, count, T(0)) : exp_nonpositive(ds);
+                const V qs = es * inv_sum_so;
                 if (ctx.want_dtemperature) {
-                    term_dt += term * dt;
-                    qt_dt += qt * dt;
+                    term_dt += select(teacher_mass, term * dt, V(0));
+                    qt_dt += select(teacher_mass, qt * dt, V(0));
+                    qs_ds += select(qs > V(0), qs * ds, V(0));
+                    dq_ds += select(qs != qt, (qs - qt) * ds, V(0));
                 }
+                if (g) ctx.put_grad(g + c * cg, cg, count, grad_qs * qs + grad_dq * (qs - qt));
             }
-            if (ctx.want_dtemperature) {
-                if (qs > T(0)) qs_ds += qs * ds;
-                if (qs != qt) dq_ds += (qs - qt) * ds;
-            }
-            if (g) ctx.put_grad(g[c * cg], gscale * (alpha * d1 * qs + beta * (qs - qt)));
+        });
+        // The target's gradient, over the 0 the pass wrote (or added) there.
+        if (g) {
+            if (ctx.accumulate) g[y * cg] = target_before;
+            ctx.put_grad(g[y * cg], gscale * (-alpha * d1));
         }
-        const T inner = alpha * tckd + beta * nckd;
+        const T nckd_sum = lane_sum(nckd), qt_dt_sum = lane_sum(qt_dt);
+        const T inner = alpha * tckd + beta * nckd_sum;
         row_result<T> r;
         r.value = w * tau * tau * inner;
         if (ctx.want_dtemperature) {
-            T student_sum = beta * dq_ds;  // sum_c dF/ds_c (s_c - max'_s)
-            if (d1 != T(0)) student_sum += alpha * d1 * (qs_ds - (sy - max_so));
-            T teacher_sum = beta * (term_dt - nckd * qt_dt);  // sum_c dF/dt_c (t_c - max'_t)
+            T student_sum = beta * lane_sum(dq_ds);  // sum_c dF/ds_c (s_c - max'_s)
+            if (d1 != T(0)) student_sum += alpha * d1 * (lane_sum(qs_ds) - (sy - max_so));
+            T teacher_sum = beta * (lane_sum(term_dt) - nckd_sum * qt_dt_sum);  // sum_c dF/dt_c (t_c - max'_t)
             if (bt0 > T(0) && bt1 > T(0)) {
                 const T log_ratio_gap = (log_bt0 - log_bs0) - (log_bt1 - log_bs1);  // D_0 - D_1
-                teacher_sum += alpha * bt0 * bt1 * log_ratio_gap * ((ty - max_to) - qt_dt);
+                teacher_sum += alpha * bt0 * bt1 * log_ratio_gap * ((ty - max_to) - qt_dt_sum);
             }
             r.dtemperature = w * ctx.grad_factor * (T(2) * tau * inner - tau * (student_sum + teacher_sum));
         }
