@@ -583,11 +583,13 @@ TEST_CASE_TEMPLATE("kd_topk: shape errors name the argument and the sizes, and w
     }
 }
 
-TEST_CASE("kd_topk: repeated ids are found at every k (hash set up to 256 ids, pairwise above)") {
+TEST_CASE("kd_topk: repeated ids are found at every k (bitmap up to V = 4096; hash set up to 256 ids, pairwise above)") {
     using namespace kd_topk_tests;
+    for (index_t vocabulary : {1000, 4096, 5000})
     for (index_t k : {1, 2, 17, 64, 200, 256, 257, 400}) {
+        CAPTURE(vocabulary);
         CAPTURE(k);
-        topk_problem<double> p(3, 1000, k, 211);
+        topk_problem<double> p(3, vocabulary, k, 211);
         distill::kd_topk_options opts{};
         {  // distinct ids (1000 values, many hash collisions in a small table) pass
             host_outputs<double> out(1, p.n, p.v);
@@ -605,6 +607,24 @@ TEST_CASE("kd_topk: repeated ids are found at every k (hash set up to 256 ids, p
         p.ids[at(2 * k + 1)] = p.ids[at(2 * k + 0)];
         check_topk_rejected(opts, p.args(), p.n, p.v, errc::repeated_index, error_kind::value, "teacher.index",
                             {"appears twice in row 1"});
+    }
+}
+
+TEST_CASE("kd_topk: the bitmap's word boundaries (ids 0, 63, 64, V - 1 at V = 4096)") {
+    using namespace kd_topk_tests;
+    topk_problem<double> p(1, 4096, 4, 5);
+    distill::kd_topk_options opts{};
+    p.ids = {0, 63, 64, 4095};
+    {
+        host_outputs<double> out(1, p.n, p.v);
+        CHECK(distill::run(opts, p.args(), out.views(p.n, p.v)).ok());
+    }
+    for (const std::int64_t repeat : {0, 63, 64, 4095}) {
+        CAPTURE(repeat);
+        p.ids = {0, 63, 64, 4095};
+        p.ids[repeat == 4095 ? 0 : 3] = repeat;  // the repeated id at a different position
+        check_topk_rejected(opts, p.args(), p.n, p.v, errc::repeated_index, error_kind::value, "teacher.index",
+                            {"appears twice in row 0"});
     }
 }
 

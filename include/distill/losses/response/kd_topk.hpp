@@ -36,10 +36,11 @@
 // Cost per row: O(V + k) time (the student row is read three times: maximum, sum of exp, which
 // leaves exp(z / T - max) in the gradient row, and the gradient; the k teacher entries twice, a
 // pack of them at a time; SIMD packs for float on the host), one exp per vocabulary entry and
-// one per teacher entry and pass, O(1) extra memory, no N x V temporaries: a kernel touches the student row and the k teacher entries
-// of its row, nothing else. The check step costs O(N k) for the range of the ids and expected
-// O(N k) for their distinctness (a hash set of up to 512 slots on the stack per row; rows of more
-// than 256 ids fall back to O(k^2) pairwise compares; no allocation).
+// one per teacher entry and pass, O(1) extra memory, no N x V temporaries: a kernel touches the
+// student row and the k teacher entries of its row, nothing else. The check step costs O(N k)
+// for the range of the ids (row by row) and expected O(N k) for their distinctness (on the stack per row: a
+// bitmap of the vocabulary when V <= 4096, else a hash set of up to 512 slots; rows of more than
+// 256 ids then fall back to O(k^2) pairwise compares; no allocation).
 //
 // Masked entries: a -inf student logit has probability 0 (nothing is added where the teacher
 // has no mass there; if a teacher id points at it with p > 0 the loss is +inf, as KL is, and
@@ -129,6 +130,19 @@ struct topk_id_outside_vocabulary {
     }
 };
 
+/// Row i of the ids holds an id outside [0, V) (k compares, no division per element).
+template <class Index>
+struct topk_row_has_outside {
+    matrix_ref<const Index> ids;
+    index_t vocabulary;
+    DISTILL_HD constexpr bool operator()(index_t i) const noexcept {
+        const Index* row = ids.row(i);
+        bool outside = false;
+        for (index_t j = 0; j < ids.cols; ++j) outside |= !index_in_vocabulary(row[j * ids.col_stride], vocabulary);
+        return outside;
+    }
+};
+
 /// Element `flat` of the ids equals an earlier id of its row: O(k) compares (used on the row that
 /// has a repeat, to name the element).
 template <class Index>
@@ -144,15 +158,30 @@ struct topk_id_repeats_earlier {
     }
 };
 
-/// Row i of the ids holds a repeated id: an open-addressing hash set on the stack (expected O(k)
-/// per row; up to 256 ids, beyond that the O(k^2) pairwise compare), no scratch memory.
+/// Row i of the ids (already checked to lie in [0, V)) holds a repeated id: a bitmap of the
+/// vocabulary on the stack when V <= 4096 (O(k) per row, one bit test per id), else an
+/// open-addressing hash set on the stack (expected O(k) per row; up to 256 ids, beyond that the
+/// O(k^2) pairwise compare); no scratch memory.
 template <class Index>
 struct topk_row_has_repeat {
     static constexpr int max_slots = 512;
+    static constexpr index_t max_bitmap_vocabulary = 4096;
     matrix_ref<const Index> ids;
+    index_t vocabulary;
     DISTILL_HD bool operator()(index_t i) const noexcept {
         const index_t k = ids.cols, stride = ids.col_stride;
         const Index* row = ids.row(i);
+        if (vocabulary <= max_bitmap_vocabulary) {
+            std::uint64_t seen[max_bitmap_vocabulary / 64];
+            for (index_t w = 0; w < (vocabulary + 63) / 64; ++w) seen[w] = 0;
+            for (index_t j = 0; j < k; ++j) {
+                const auto x = static_cast<std::uint64_t>(row[j * stride]);
+                const std::uint64_t bit = std::uint64_t(1) << (x & 63);
+                if (seen[x >> 6] & bit) return true;
+                seen[x >> 6] |= bit;
+            }
+            return false;
+        }
         if (2 * k > max_slots) {
             for (index_t j = 1; j < k; ++j)
                 for (index_t earlier = 0; earlier < j; ++earlier)
@@ -408,24 +437,31 @@ template <class Backend, class T, class Space, class Index, class Label>
 status check_topk_ids(const Backend& backend, const topk_args<T, Space, Index, Label>& a) noexcept(Backend::is_nothrow) {
     const index_t vocabulary = a.student.extent(1);
     const matrix_ref<const Index> ids = to_matrix_ref(a.teacher_index);
-    const index_t count = ids.rows * ids.cols;
     Index value{};
-    const index_t outside = backend.transform_reduce(
-        count, first_where<topk_id_outside_vocabulary<Index>>{{ids, vocabulary}, count}, count, min_op<index_t>{});
-    if (outside < count) {
-        status s = topk_id_error<Backend>(errc::index_out_of_range, ids, outside / ids.cols, outside % ids.cols, value);
+    // The ids of one row as a 1 x k matrix (to name the first bad element of a bad row).
+    const auto row_of = [&](index_t i) {
+        matrix_ref<const Index> row = ids;
+        row.data = ids.row(i);
+        row.rows = 1;
+        return row;
+    };
+    // The first row with an id outside [0, V), then its first such element.
+    const index_t outside_row = backend.transform_reduce(
+        ids.rows, first_where<topk_row_has_outside<Index>>{{ids, vocabulary}, ids.rows}, ids.rows, min_op<index_t>{});
+    if (outside_row < ids.rows) {
+        const index_t j = backend.transform_reduce(
+            ids.cols, first_where<topk_id_outside_vocabulary<Index>>{{row_of(outside_row), vocabulary}, ids.cols}, ids.cols,
+            min_op<index_t>{});
+        status s = topk_id_error<Backend>(errc::index_out_of_range, ids, outside_row, j, value);
         return s.text(" is outside the vocabulary [0, ").number(vocabulary).text(")");
     }
     // The first row with a repeated id (expected O(k) per row), then its first repeated element.
     const index_t repeat_row =
-        backend.transform_reduce(ids.rows, first_where<topk_row_has_repeat<Index>>{{ids}, ids.rows}, ids.rows, min_op<index_t>{});
+        backend.transform_reduce(ids.rows, first_where<topk_row_has_repeat<Index>>{{ids, vocabulary}, ids.rows}, ids.rows, min_op<index_t>{});
     if (repeat_row < ids.rows) {
-        matrix_ref<const Index> row = ids;
-        row.data = ids.row(repeat_row);
-        row.rows = 1;
         const index_t repeat = repeat_row * ids.cols +
-            backend.transform_reduce(ids.cols, first_where<topk_id_repeats_earlier<Index>>{{row}, ids.cols}, ids.cols,
-                                     min_op<index_t>{});
+            backend.transform_reduce(ids.cols, first_where<topk_id_repeats_earlier<Index>>{{row_of(repeat_row)}, ids.cols},
+                                     ids.cols, min_op<index_t>{});
         const index_t i = repeat / ids.cols, j = repeat % ids.cols;
         status s = topk_id_error<Backend>(errc::repeated_index, ids, i, j, value);
         const index_t first = backend.transform_reduce(
