@@ -13,6 +13,23 @@ void run_float_features(const float* student, const float* teacher, feature_resu
 #include <cstdio>
 #include <cstring>
 
+namespace {
+/// Compares one method's float loss and gradient with the double run: prints a line, returns
+/// whether both are within `tolerance` (relative; the gradient relative to its largest entry).
+bool matches_double(const char* name, bool ok, float loss_f, double loss_d, const float* grad_f, const double* grad_d,
+                    int count, double tolerance) {
+    double scale = 0, worst = 0;
+    for (int i = 0; i < count; ++i) scale = std::fmax(scale, std::fabs(grad_d[i]));
+    for (int i = 0; i < count; ++i) worst = std::fmax(worst, std::fabs(static_cast<double>(grad_f[i]) - grad_d[i]));
+    const double loss_error = std::fabs(static_cast<double>(loss_f) - loss_d) / std::fmax(std::fabs(loss_d), 1e-6);
+    const double grad_error = worst / std::fmax(scale, 1e-30);
+    const bool pass = ok && loss_error <= tolerance && grad_error <= tolerance;
+    std::printf("%-4s %-18s loss %.7g (double %.7g, rel. error %.1e), gradient rel. error %.1e\n", pass ? "ok" : "FAIL", name,
+                static_cast<double>(loss_f), loss_d, loss_error, grad_error);
+    return pass;
+}
+}  // namespace
+
 int main() {
     using namespace float_only;
     float sf[n * c], tf[n * c];
@@ -33,17 +50,9 @@ int main() {
     run_cases<double>(sd, td, labels, rd);
 
     int failures = 0;
-    for (int m = 0; m < method_count; ++m) {
-        double scale = 0, worst = 0;
-        for (int i = 0; i < n * c; ++i) scale = std::fmax(scale, std::fabs(rd.grad[m][i]));
-        for (int i = 0; i < n * c; ++i) worst = std::fmax(worst, std::fabs(static_cast<double>(rf.grad[m][i]) - rd.grad[m][i]));
-        const double loss_error = std::fabs(static_cast<double>(rf.loss[m]) - rd.loss[m]) / std::fmax(std::fabs(rd.loss[m]), 1e-6);
-        const double grad_error = worst / std::fmax(scale, 1e-30);
-        const bool pass = rf.ok[m] && rd.ok[m] && loss_error <= 1e-5 && grad_error <= 1e-5;
-        failures += !pass;
-        std::printf("%-4s %-18s loss %.7g (double %.7g, rel. error %.1e), gradient rel. error %.1e\n", pass ? "ok" : "FAIL",
-                    method_names[m], static_cast<double>(rf.loss[m]), rd.loss[m], loss_error, grad_error);
-    }
+    for (int m = 0; m < method_count; ++m)
+        failures += !matches_double(method_names[m], rf.ok[m] && rd.ok[m], rf.loss[m], rd.loss[m], rf.grad[m], rd.grad[m], n * c,
+                                    1e-5);
     const double dt_error = std::fabs(static_cast<double>(rf.grad_temperature) - rd.grad_temperature) /
                             std::fmax(std::fabs(rd.grad_temperature), 1e-6);
     if (!(dt_error <= 1e-5)) {
@@ -65,19 +74,10 @@ int main() {
         static feature_results<double> fd;
         run_float_features(fs, ft, ff);
         run_feature_cases<double>(ds, dt, fd);
-        for (int m = 0; m < feature_count; ++m) {
-            double scale = 0, worst = 0;
-            for (int i = 0; i < feature_n * feature_d; ++i) scale = std::fmax(scale, std::fabs(fd.grad[m][i]));
-            for (int i = 0; i < feature_n * feature_d; ++i)
-                worst = std::fmax(worst, std::fabs(static_cast<double>(ff.grad[m][i]) - fd.grad[m][i]));
-            const double loss_error = std::fabs(static_cast<double>(ff.loss[m]) - fd.loss[m]) / std::fmax(std::fabs(fd.loss[m]), 1e-6);
-            const double grad_error = worst / std::fmax(scale, 1e-30);
-            // float against double through products and normalisations: 1e-4 relative
-            const bool pass = ff.ok[m] && fd.ok[m] && loss_error <= 1e-4 && grad_error <= 1e-4;
-            failures += !pass;
-            std::printf("%-4s %-18s loss %.7g (double %.7g, rel. error %.1e), gradient rel. error %.1e\n", pass ? "ok" : "FAIL",
-                        feature_names[m], static_cast<double>(ff.loss[m]), fd.loss[m], loss_error, grad_error);
-        }
+        // float against double through products and normalisations: 1e-4 relative
+        for (int m = 0; m < feature_count; ++m)
+            failures += !matches_double(feature_names[m], ff.ok[m] && fd.ok[m], ff.loss[m], fd.loss[m], ff.grad[m], fd.grad[m],
+                                        feature_n * feature_d, 1e-4);
     }
 #endif
 
