@@ -45,25 +45,36 @@ struct generalized_js_terms {
     static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     static constexpr bool store_student_derivative = true;  // two log-space mixtures per class
     T beta, one_minus_beta;          // mixture weights of teacher and student
+    T minus_beta, minus_one_minus_beta;
 
-    /// ls_minus_lt: d = ls - lt, which the kernel forms more accurately than from ls and lt (both
-    /// of size log C). The log ratios to the mixture depend on it alone, and differ by d:
-    ///   lm - ls = log(beta e^-d + 1 - beta),   lm - lt = log(beta + (1 - beta) e^d) = (lm - ls) + d.
-    /// The one whose argument lies in (0, 1] is evaluated as log(w1 + w2 e^-|d|) (w1 the weight of
-    /// the distribution that is ahead: no overflow, an absolute error of a few 1e-8 like the
-    /// log-space form), the other by adding or subtracting d: one log per class instead of two.
-    /// e^-|d| is the ratio of the smaller probability to the larger (a division, not an exp;
-    /// 0 where both are 0, whose terms are 0 anyway).
+    /// With M = beta pt + (1 - beta) ps, the term is
+    ///   phi = beta pt (lt - lm) + (1 - beta) ps (ls - lm) = -beta pt (lm - lt) - (1 - beta) ps (lm - ls),
+    /// with d phi / d ls = -(1 - beta) ps (lm - ls) (the mixture's own derivatives cancel) and
+    /// d phi / d lt = -beta pt (lm - lt). The two log ratios differ by d = ls - lt, which the kernel
+    /// forms accurately (ls and lt are of size log C):
+    ///   lm - ls = log(M / ps),   lm - lt = log(M / pt) = (lm - ls) + d.
+    /// The one of the distribution that is ahead is log(M / max(ps, pt)), whose argument lies in
+    /// [min(beta, 1 - beta), 1]: no overflow, and an absolute error of about 1e-7 like the
+    /// log-space form logaddexp(lt + log beta, ls + log(1 - beta)); the other is it minus or plus d.
+    /// One division and one log per class. A term whose probability is 0 is 0 (never 0 * inf: a
+    /// logit of -inf makes d infinite).
+    /// M / max(ps, pt): the log's argument, which the kernel may compute in an earlier loop.
     template <class V>
-    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V pt, V ls_minus_lt) const noexcept {
-        const auto student_ahead = ls_minus_lt >= V(0);
-        const V e = select(student_ahead, pt, ps) / max_of(select(student_ahead, ps, pt), V(min_normal_v<T>));  // e^-|d|
-        const V near = log_positive(select(student_ahead, V(one_minus_beta), V(beta)) +
-                                    select(student_ahead, V(beta), V(one_minus_beta)) * e);
+    DISTILL_HD DISTILL_FORCE_INLINE V prepare(V ps, V pt) const noexcept {
+        return (V(beta) * pt + V(one_minus_beta) * ps) / max_of(max_of(ps, pt), V(min_normal_v<T>));
+    }
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V ls, V lt, V ps, V pt, V ls_minus_lt) const noexcept {
+        return (*this)(ls, lt, ps, pt, ls_minus_lt, prepare(ps, pt));
+    }
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V, V, V ps, V pt, V ls_minus_lt, V prepared) const noexcept {
+        const auto student_ahead = ps >= pt;
+        const V near = log_positive(prepared);
         const V mixture_minus_student = select(student_ahead, near, near - ls_minus_lt);
         const V mixture_minus_teacher = select(student_ahead, near + ls_minus_lt, near);
-        const V teacher_half = select(pt > V(0), V(-beta) * pt * mixture_minus_teacher, V(0));
-        const V student_half = select(ps > V(0), V(-one_minus_beta) * ps * mixture_minus_student, V(0));
+        const V teacher_half = select(pt > V(0), V(minus_beta) * pt * mixture_minus_teacher, V(0));
+        const V student_half = select(ps > V(0), V(minus_one_minus_beta) * ps * mixture_minus_student, V(0));
         return {teacher_half + student_half, student_half, teacher_half};
     }
 };
@@ -76,7 +87,8 @@ struct jsd_method {
     }
     template <class T, class Options>
     static generalized_js_terms<T> terms(const Options& o) noexcept {
-        return {static_cast<T>(o.beta), static_cast<T>(1 - o.beta)};
+        const T beta = static_cast<T>(o.beta), one_minus_beta = static_cast<T>(1 - o.beta);
+        return {beta, one_minus_beta, -beta, -one_minus_beta};
     }
 };
 }  // namespace detail
