@@ -449,6 +449,9 @@ struct compensated_sum {
         const V t = sum + y;
         lost = (t - sum) - y;
         sum = t;
+        // An infinite sum keeps no compensation (inf - inf would make it nan from then on); a nan
+        // sum stays nan.
+        lost = select(lost == lost, lost, V(0));
     }
 };
 

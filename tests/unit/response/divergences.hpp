@@ -366,6 +366,37 @@ TEST_CASE_TEMPLATE("tvd: ties are exact on long rows, with and without d/dT", T,
     }
 }
 
+/// Float (the host SIMD path) against double on the float inputs: losses and gradients, with and
+/// without d/dT (the float path takes its statistics in chunks without d/dT, in two passes with it).
+/// grad_floor: an absolute allowance for rows whose gradient cancels (a dominant class with ps and pt
+/// near 1: a - ps A of terms of size T leaves 1e-8 to 1e-3, which float gets to about 1e-6 T, on
+/// both float paths alike).
+inline void check_float_against_double(const method_spec& m, const host_problem<float>& f, double temperature,
+                                       double grad_floor = 0) {
+    host_problem<double> rounded(f.n, f.c, 1);
+    for (std::size_t k = 0; k < f.student.size(); ++k) {
+        rounded.student[k] = f.student[k];
+        rounded.teacher[k] = f.teacher[k];
+    }
+    const auto want = run_ok(m, rounded, temperature, reduction::none, -100, true, true);
+    double largest = 0;
+    for (double g : want.grad) largest = std::max(largest, std::abs(g));
+    const double t2 = temperature * temperature;
+    for (bool want_temperature : {false, true}) {
+        INFO("d/dT ", want_temperature);
+        const auto got = run_ok(m, f, temperature, reduction::none, -100, true, want_temperature);
+        for (std::size_t i = 0; i < want.loss.size(); ++i) {
+            CAPTURE(i);
+            DISTILL_CHECK_CLOSE(got.loss[i], want.loss[i], 5e-5, 1.6e-5 * t2);
+        }
+        for (std::size_t k = 0; k < want.grad.size(); ++k) {
+            CAPTURE(k);
+            DISTILL_CHECK_CLOSE(got.grad[k], want.grad[k], 1e-4, std::max(1e-5 * largest, grad_floor));
+        }
+        if (want_temperature) DISTILL_CHECK_CLOSE(got.grad_temperature[0], want.grad_temperature[0], 1e-4, 1e-5 * t2);
+    }
+}
+
 TEST_CASE("divergences: float on rows of several tiles matches double, with and without d/dT") {
     // The float host path runs the loss pass in tiles of 32 packs in two loops each (without d/dT)
     // or in one loop (with d/dT); double takes the scalar form of the same terms. Rows shorter
@@ -373,33 +404,60 @@ TEST_CASE("divergences: float on rows of several tiles matches double, with and 
     for (const method_spec& m : tested_methods()) {
         for (index_t cols : {5, 17, 511, 512, 513, 1000, 1537}) {
             INFO(m.describe(), ", C = ", cols);
-            const host_problem<double> d(3, cols, 29);
-            host_problem<float> f(3, cols, 29);
-            for (std::size_t k = 0; k < d.student.size(); ++k) {
-                f.student[k] = static_cast<float>(d.student[k]);
-                f.teacher[k] = static_cast<float>(d.teacher[k]);
+            check_float_against_double(m, host_problem<float>(3, cols, 29), 2.0);
+        }
+    }
+}
+
+TEST_CASE("divergences: the chunked statistics (several chunks, the maximum early, late or far above the rest)") {
+    // Without d/dT, jsd, tvd and the skew methods take the maxima and sums of a row longer than
+    // 87381 floats (1 MiB of student, teacher and gradient) in one pass of chunks of 2048 columns
+    // (more when a row has over 256 of them), each chunk's exps against the running maxima,
+    // rescaled afterwards. Rows that rise (the maximum in the last chunk: every earlier chunk is
+    // rescaled, some to 0), fall, and a spike in a middle chunk; shorter rows for comparison.
+    const std::vector<method_spec> methods = {jsd_spec(0.5), jsd_spec(0.2), tvd_spec, skew_kd_spec(0.1),
+                                              skew_reverse_kd_spec(0.7), soft_ce_spec, reverse_kd_spec};
+    for (const method_spec& m : methods) {
+        for (index_t cols : {4500, 87382, 100003}) {
+            for (int shape = 0; shape < 4; ++shape) {
+                INFO(m.describe(), ", C = ", cols, ", shape ", shape);
+                host_problem<float> f(2, cols, 41);
+                for (index_t i = 0; i < f.n; ++i)
+                    for (index_t k = 0; k < cols; ++k) {
+                        const double x = static_cast<double>(k) / static_cast<double>(cols - 1);  // 0 .. 1
+                        const std::size_t e = static_cast<std::size_t>(i * cols + k);
+                        double ramp = 0;
+                        if (shape == 1) ramp = 120 * x - 100;  // rising: from -100 to 20
+                        if (shape == 2) ramp = 20 - 120 * x;   // falling
+                        if (shape == 3 && k == cols / 2 + 7) ramp = 60;  // one spike in a middle chunk
+                        f.student[e] = static_cast<float>(f.student[e] + ramp);
+                        f.teacher[e] = static_cast<float>(f.teacher[e] + (shape == 3 ? ramp / 2 : ramp));
+                    }
+                check_float_against_double(m, f, 2.0, shape == 3 ? 2e-5 : 0.0);
             }
-            host_problem<double> rounded = d;  // the float inputs exactly, in double
-            for (std::size_t k = 0; k < d.student.size(); ++k) {
-                rounded.student[k] = f.student[k];
-                rounded.teacher[k] = f.teacher[k];
-            }
-            const auto want = run_ok(m, rounded, 2.0, reduction::none, -100, true, true);
-            double largest = 0;
-            for (double g : want.grad) largest = std::max(largest, std::abs(g));
-            const auto plain = run_ok(m, f, 2.0, reduction::none, -100, true, false);
-            const auto with_dt = run_ok(m, f, 2.0, reduction::none, -100, true, true);
-            for (std::size_t i = 0; i < want.loss.size(); ++i) {
-                CAPTURE(i);
-                DISTILL_CHECK_CLOSE(plain.loss[i], want.loss[i], 5e-5, 4e-6 * 4);
-                DISTILL_CHECK_CLOSE(with_dt.loss[i], want.loss[i], 5e-5, 4e-6 * 4);
-            }
-            for (std::size_t k = 0; k < want.grad.size(); ++k) {
-                CAPTURE(k);
-                DISTILL_CHECK_CLOSE(plain.grad[k], want.grad[k], 1e-4, 1e-5 * largest);
-                DISTILL_CHECK_CLOSE(with_dt.grad[k], want.grad[k], 1e-4, 1e-5 * largest);
-            }
-            DISTILL_CHECK_CLOSE(with_dt.grad_temperature[0], want.grad_temperature[0], 1e-4, 1e-5);
+        }
+    }
+}
+
+TEST_CASE("divergences: the chunked statistics with over 256 chunks, and exact ties across chunks") {
+    // 600000 columns: over 256 chunks of 4 tiles (2048 columns with 16 lanes), so the chunks grow.
+    host_problem<float> wide(1, 600000, 43);
+    for (std::size_t k = 0; k < wide.student.size(); ++k) {
+        wide.student[k] += static_cast<float>(k) * 4e-5f;  // rising: every chunk raises the maxima
+        wide.teacher[k] += static_cast<float>(k) * 4e-5f;
+    }
+    check_float_against_double(jsd_spec(0.5), wide, 1.0);
+    check_float_against_double(tvd_spec, wide, 1.0);
+    // tvd: equal rows of several chunks give exactly 0 (equal shifts and scales on both sides).
+    for (index_t cols : {4500, 100003}) {
+        host_problem<float> p(3, cols, 45);
+        for (std::size_t k = 0; k < p.student.size(); ++k) p.student[k] += static_cast<float>(k % static_cast<std::size_t>(cols)) * 0.01f;
+        p.teacher = p.student;
+        for (double temperature : {1.0, 3.0}) {
+            INFO("C = ", cols, ", T = ", temperature);
+            const auto out = run_ok(tvd_spec, p, temperature, reduction::none, -100, true, false);
+            for (float g : out.grad) CHECK(g == 0.0f);
+            for (float v : out.loss) CHECK(v == 0.0f);
         }
     }
 }
