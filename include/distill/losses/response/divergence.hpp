@@ -340,6 +340,14 @@ template <class Terms>
 inline constexpr bool uses_log_probabilities_v<Terms, std::void_t<decltype(Terms::uses_log_probabilities)>> =
     Terms::uses_log_probabilities;
 
+/// Terms that never read ls - lt (only ps and pt) declare `static constexpr bool uses_log_ratio =
+/// false`: the host SIMD loss pass then neither forms it nor, when the student's exps are stored,
+/// reads the student row.
+template <class Terms, class = void>
+inline constexpr bool uses_log_ratio_v = true;
+template <class Terms>
+inline constexpr bool uses_log_ratio_v<Terms, std::void_t<decltype(Terms::uses_log_ratio)>> = Terms::uses_log_ratio;
+
 /// Terms whose evaluation is one long dependency chain (jsd: a division, then a log) may split
 /// off its first part as `V prepare(V ps, V pt) const`, then take its result as a sixth argument:
 /// the host SIMD loss pass computes it in the loop that computes the probabilities.
@@ -488,10 +496,11 @@ struct divergence_row_kernel {
                 constexpr index_t tile = 32 * lanes;
                 constexpr bool logs = uses_log_probabilities_v<Terms>;
                 constexpr bool prepared = has_prepare_v<Terms, V>;
+                constexpr bool ratio = uses_log_ratio_v<Terms>;
                 struct buffers {
                     alignas(64) T ps[tile];
                     alignas(64) T pt[tile];
-                    alignas(64) T d[tile];                      // ls - lt
+                    alignas(64) T d[ratio ? tile : 1];          // ls - lt
                     alignas(64) T first[prepared ? tile : 1];   // Terms::prepare(ps, pt)
                     alignas(64) T ds[logs ? tile : 1];          // s' - max_s, t' - max_t
                     alignas(64) T dt[logs ? tile : 1];
@@ -524,19 +533,25 @@ struct divergence_row_kernel {
                     for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                         const index_t at = c0 + c;
                         if (next_t) prefetch(next_t + at);
-                        const V ds = tempered(load_lanes<V>(s + at, 1, count, pad)) - shift_s;
+                        const auto student_shifted = [&]() DISTILL_LAMBDA_INLINE {
+                            return tempered(load_lanes<V>(s + at, 1, count, pad)) - shift_s;
+                        };
                         const V dt = tempered(load_lanes<V>(t + at, 1, count, pad)) - shift_t;
-                        const V ps =
-                            (student_exp ? load_lanes<V>(student_exp + at, 1, count, T(0)) : exp_nonpositive(ds)) * V(scale_s);
+                        const V ps = (student_exp ? load_lanes<V>(student_exp + at, 1, count, T(0))
+                                                  : exp_nonpositive(student_shifted())) *
+                                     V(scale_s);
                         const V pt = exp_nonpositive(dt) * V(scale_t);
                         store_lanes(b.ps + c, 1, lanes, ps);
                         store_lanes(b.pt + c, 1, lanes, pt);
-                        store_lanes(b.d + c, 1, lanes, (ds - dt) + log_ratio);
-                        if constexpr (prepared) store_lanes(b.first + c, 1, lanes, row_terms.prepare(ps, pt));
-                        if constexpr (logs) {
-                            store_lanes(b.ds + c, 1, lanes, ds + offset_s);
-                            store_lanes(b.dt + c, 1, lanes, dt + offset_t);
+                        if constexpr (ratio || logs) {
+                            const V ds = student_shifted();
+                            if constexpr (ratio) store_lanes(b.d + c, 1, lanes, (ds - dt) + log_ratio);
+                            if constexpr (logs) {
+                                store_lanes(b.ds + c, 1, lanes, ds + offset_s);
+                                store_lanes(b.dt + c, 1, lanes, dt + offset_t);
+                            }
                         }
+                        if constexpr (prepared) store_lanes(b.first + c, 1, lanes, row_terms.prepare(ps, pt));
                     });
                     for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                         const auto at_buffer = [&](const T* p) DISTILL_LAMBDA_INLINE { return load_lanes<V>(p + c, 1, lanes, T(0)); };
@@ -545,9 +560,11 @@ struct divergence_row_kernel {
                             ls = at_buffer(b.ds) - st.log_sum_s;
                             lt = at_buffer(b.dt) - st.log_sum_t;
                         }
+                        V d = V(0);  // 0 for terms that do not read it
+                        if constexpr (ratio) d = at_buffer(b.d);
                         divergence_term<V> f;
-                        if constexpr (prepared) f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), at_buffer(b.d), at_buffer(b.first));
-                        else f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), at_buffer(b.d));
+                        if constexpr (prepared) f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), d, at_buffer(b.first));
+                        else f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), d);
                         tile_loss += f.value;
                         tile_a += f.d_log_student;
                         if (keep_derivative) store_lanes(g + c0 + c, 1, count, f.d_log_student);

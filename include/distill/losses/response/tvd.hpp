@@ -38,7 +38,8 @@ using tvd_float_options = basic_tvd_options<float>;
 namespace detail {
 template <class T>
 struct total_variation_terms {
-    static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
+    static constexpr bool uses_log_probabilities = false;  // reads ps and pt only
+    static constexpr bool uses_log_ratio = false;
     static constexpr bool store_student_derivative = true;  // the gradient pass recomputes ps only
     static constexpr bool exact_ties = true;  // |pt - ps| has subgradient 0 at a tie (torch's abs)
     template <class V>
