@@ -16,7 +16,9 @@
 // with B = sum_j b_j; s and t may be shifted by any constant per row (the bracketed sums
 // are invariant), which keeps them small. Four reads of a row: maxima; sums of exp (which
 // leave exp(s - max_s) in the gradient row); loss, A, B and the d/dT sums; the gradient row
-// (recomputing the terms; no per-class storage but the gradient row itself). A term whose probability is 0 contributes 0,
+// (recomputing the terms; no per-class storage but the gradient row itself). On the host SIMD
+// path without d/dT, rows over 1 MiB take the first two in one chunked pass, and the loss pass
+// runs in tiles of two loops each (see row_impl). A term whose probability is 0 contributes 0,
 // never 0 * inf.
 #pragma once
 
