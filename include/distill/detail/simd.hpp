@@ -501,6 +501,14 @@ struct blocked_sum {
         total.add(part);
         part = V(0);
     }
+    /// Multiplies everything summed so far by f (a running shift of the terms moved).
+    DISTILL_HD DISTILL_FORCE_INLINE void scale(V f) noexcept {
+        total.sum = total.sum * f;
+        total.lost = total.lost * f;
+        part = part * f;
+    }
+    /// The sum of each lane, after the last close_block().
+    DISTILL_HD DISTILL_FORCE_INLINE V lanes() const noexcept { return total.sum - total.lost; }
     /// The sum over every lane.
     DISTILL_HD DISTILL_FORCE_INLINE auto value() const noexcept {
         compensated_sum<V> t = total;

@@ -85,6 +85,17 @@ struct softmax_pair_stats {
     T sum_s, sum_t;          ///< sums of exp(s - max_s), exp(t - max_t)
     T inv_sum_s, inv_sum_t;  ///< ps = exp(s - max_s) * inv_sum_s, pt = exp(t - max_t) * inv_sum_t
     T student_gap = 0;       ///< with `gap`: sum_c exp(s_c - max_s) ((s_c - max_s) - (t_c - max_t)) (0 * x = 0)
+
+    /// The members that follow from the two sums (log_sums = false leaves log_sum_s, log_sum_t 0).
+    DISTILL_HD void set_sums(T total_s, T total_t, bool log_sums) noexcept {
+        log_sum_s = log_sums ? detail::log(total_s) : T(0);  // kd needs only the ratio
+        log_sum_t = log_sums ? detail::log(total_t) : T(0);
+        log_ratio = detail::log(total_t / total_s);
+        sum_s = total_s;
+        sum_t = total_t;
+        inv_sum_s = T(1) / total_s;
+        inv_sum_t = T(1) / total_t;
+    }
 };
 
 /// s' = x * scale with scale > 0: the tempered logit (max(s') = scale * max(x)).
@@ -174,15 +185,8 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
             sum_s.close_block();
             sum_t.close_block();
         });
-    const T total_s = sum_s.value(), total_t = sum_t.value();
     if (gap) r.student_gap = lane_sum(gap_lanes);
-    r.log_sum_s = log_sums ? detail::log(total_s) : T(0);  // kd needs only the ratio
-    r.log_sum_t = log_sums ? detail::log(total_t) : T(0);
-    r.log_ratio = detail::log(total_t / total_s);
-    r.sum_s = total_s;
-    r.sum_t = total_t;
-    r.inv_sum_s = T(1) / total_s;
-    r.inv_sum_t = T(1) / total_t;
+    r.set_sums(sum_s.value(), sum_t.value(), log_sums);
     return r;
 }
 
@@ -221,7 +225,7 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
                                         : (tiles + chunk_shifts<T>::max_chunks - 1) / chunk_shifts<T>::max_chunks;
     const index_t chunk = tiles_per_chunk * tile;
     shifts.size = chunk;
-    compensated_sum<V> total_s, total_t;
+    blocked_sum<V> sum_s, sum_t;
     T shift_s = lowest<T>(), shift_t = lowest<T>();
     int k = 0;
     for (index_t c0 = 0; c0 < cols; c0 += chunk, ++k) {
@@ -237,22 +241,17 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
         // the sums so far are rescaled to the new shift.
         const T chunk_s = max_of(lowest<T>(), fs(lane_max(max_s))), chunk_t = max_of(lowest<T>(), ft(lane_max(max_t)));
         if (chunk_s > shift_s) {
-            const V rescale = V(detail::exp(shift_s - chunk_s));
-            total_s.sum = total_s.sum * rescale;
-            total_s.lost = total_s.lost * rescale;
+            sum_s.scale(V(detail::exp(shift_s - chunk_s)));
             shift_s = chunk_s;
         }
         if (chunk_t > shift_t) {
-            const V rescale = V(detail::exp(shift_t - chunk_t));
-            total_t.sum = total_t.sum * rescale;
-            total_t.lost = total_t.lost * rescale;
+            sum_t.scale(V(detail::exp(shift_t - chunk_t)));
             shift_t = chunk_t;
         }
         shifts.student[k] = shift_s;
         shifts.teacher[k] = shift_t;
         const T chunk_shift_s = shift_s, chunk_shift_t = shift_t;  // constants of the loop below
         const index_t next_width = cols - c0 - width;  // of the next chunk, to prefetch (<= chunk)
-        V part_s = V(0), part_t = V(0);
         for_each_pack_in_blocks<V, 16>(
             width,
             [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
@@ -263,27 +262,18 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
                 if (next_s) prefetch(next_s + c0 + c);
                 const V es = exp_nonpositive(fs(load_lanes<V>(cs + c, 1, count, pad)) - chunk_shift_s);
                 if (student_exp) store_lanes(student_exp + c0 + c, 1, count, es);
-                part_s += es;
-                part_t += exp_nonpositive(ft(load_lanes<V>(ct + c, 1, count, pad)) - chunk_shift_t);
+                sum_s.add_to_block(es);
+                sum_t.add_to_block(exp_nonpositive(ft(load_lanes<V>(ct + c, 1, count, pad)) - chunk_shift_t));
             },
             [&]() DISTILL_LAMBDA_INLINE {
-                total_s.add(part_s);
-                total_t.add(part_t);
-                part_s = V(0);
-                part_t = V(0);
+                sum_s.close_block();
+                sum_t.close_block();
             });
     }
     softmax_pair_stats<T> r;
     r.max_s = shift_s;
     r.max_t = shift_t;
-    const T sum_s = lane_sum(total_s.sum) - lane_sum(total_s.lost), sum_t = lane_sum(total_t.sum) - lane_sum(total_t.lost);
-    r.log_sum_s = log_sums ? detail::log(sum_s) : T(0);
-    r.log_sum_t = log_sums ? detail::log(sum_t) : T(0);
-    r.log_ratio = detail::log(sum_t / sum_s);
-    r.sum_s = sum_s;
-    r.sum_t = sum_t;
-    r.inv_sum_s = T(1) / sum_s;
-    r.inv_sum_t = T(1) / sum_t;
+    r.set_sums(sum_s.value(), sum_t.value(), log_sums);
     return r;
 }
 
@@ -458,33 +448,28 @@ struct divergence_row_kernel {
             const auto loss_pass = [&](auto want_dtemperature) DISTILL_LAMBDA_INLINE {
                 constexpr bool dT = decltype(want_dtemperature)::value;
                 constexpr int sums = dT ? 7 : 2;  // loss, A, then B and the four d/dT sums
-                V part[sums];
-                compensated_sum<V> whole[sums];
-                for (V& p : part) p = V(0);
+                blocked_sum<V, 32> whole[sums];
                 for_each_pack_in_blocks<V, 32>(
                     cols,
                     [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                         if (next_t) prefetch(next_t + c);
                         const at_block e = evaluate(c, count);
-                        part[0] += e.f.value;
-                        part[1] += e.f.d_log_student;
+                        whole[0].add_to_block(e.f.value);
+                        whole[1].add_to_block(e.f.d_log_student);
                         if (keep_derivative) store_lanes(g + c * cg, cg, count, e.f.d_log_student);
                         if constexpr (dT) {
-                            part[2] += e.f.d_log_teacher;
-                            part[3] += select(e.f.d_log_student != V(0), e.f.d_log_student * e.ds, V(0));
-                            part[4] += select(e.ps > V(0), e.ps * e.ds, V(0));
-                            part[5] += select(e.f.d_log_teacher != V(0), e.f.d_log_teacher * e.dt, V(0));
-                            part[6] += select(e.pt > V(0), e.pt * e.dt, V(0));
+                            whole[2].add_to_block(e.f.d_log_teacher);
+                            whole[3].add_to_block(select(e.f.d_log_student != V(0), e.f.d_log_student * e.ds, V(0)));
+                            whole[4].add_to_block(select(e.ps > V(0), e.ps * e.ds, V(0)));
+                            whole[5].add_to_block(select(e.f.d_log_teacher != V(0), e.f.d_log_teacher * e.dt, V(0)));
+                            whole[6].add_to_block(select(e.pt > V(0), e.pt * e.dt, V(0)));
                         }
                     },
                     [&]() DISTILL_LAMBDA_INLINE {
-                        for (int k = 0; k < sums; ++k) {
-                            whole[k].add(part[k]);
-                            part[k] = V(0);
-                        }
+                        for (blocked_sum<V, 32>& w : whole) w.close_block();
                     });
                 V* const totals[7] = {&loss, &sum_a, &sum_b, &a_ds, &ps_ds, &b_dt, &pt_dt};
-                for (int k = 0; k < sums; ++k) *totals[k] = whole[k].sum - whole[k].lost;
+                for (int k = 0; k < sums; ++k) *totals[k] = whole[k].lanes();
             };
             if (ctx.want_dtemperature) {
                 loss_pass(std::true_type{});
@@ -509,10 +494,9 @@ struct divergence_row_kernel {
                 } b;
                 // The loss and A summed per tile, the tiles' sums compensated (a row of 1e5 classes
                 // would otherwise lose ~1e-4 of them).
-                compensated_sum<V> row_loss, row_a;
+                blocked_sum<V, 32> row_loss, row_a;
                 for (index_t c0 = 0; c0 < cols; c0 += tile) {
                     const index_t width = cols - c0 < tile ? cols - c0 : tile;
-                    V tile_loss = V(0), tile_a = V(0);
                     // The shifts of this tile's exps: the row's maxima, or its chunk's running maxima
                     // (then exp(x - shift) times exp(shift - max) is the exp against the maximum, and
                     // ls - lt gains the difference of the two shifts' offsets). Equal rows get equal
@@ -567,15 +551,15 @@ struct divergence_row_kernel {
                         divergence_term<V> f;
                         if constexpr (prepared) f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), d, at_buffer(b.first));
                         else f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), d);
-                        tile_loss += f.value;
-                        tile_a += f.d_log_student;
+                        row_loss.add_to_block(f.value);
+                        row_a.add_to_block(f.d_log_student);
                         if (keep_derivative) store_lanes(g + c0 + c, 1, count, f.d_log_student);
                     });
-                    row_loss.add(tile_loss);
-                    row_a.add(tile_a);
+                    row_loss.close_block();
+                    row_a.close_block();
                 }
-                loss = row_loss.sum - row_loss.lost;
-                sum_a = row_a.sum - row_a.lost;
+                loss = row_loss.lanes();
+                sum_a = row_a.lanes();
             } else {
                 loss_pass(std::false_type{});
             }
