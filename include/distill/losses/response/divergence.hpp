@@ -216,6 +216,8 @@ template <class V, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_statistics(const T* s, const T* t, index_t cols, const FS& fs,
                                                                             const FT& ft, T* student_exp, const T* next_s,
                                                                             bool log_sums, chunk_shifts<T>& shifts) noexcept {
+    static_assert(is_row_scaling_v<FS> && is_row_scaling_v<FT>,
+                  "each chunk's maxima are taken on the raw rows and scaled once: fs and ft must be increasing scalings");
     constexpr int lanes = lanes_v<V>;
     constexpr index_t tile = 32 * lanes;  // the loss pass's tile: chunks are whole tiles
     const T pad = -infinity_v<T>;
