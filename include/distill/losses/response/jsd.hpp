@@ -46,6 +46,7 @@ struct generalized_js_terms {
     static constexpr bool store_student_derivative = true;  // two log-space mixtures per class
     T beta, one_minus_beta;          // mixture weights of teacher and student
     T minus_beta, minus_one_minus_beta;
+    T min_weight;  // min(beta, 1 - beta): the least M / max(ps, pt)
 
     /// With M = beta pt + (1 - beta) ps, the term is
     ///   phi = beta pt (lt - lm) + (1 - beta) ps (ls - lm) = -beta pt (lm - lt) - (1 - beta) ps (lm - ls),
@@ -58,10 +59,15 @@ struct generalized_js_terms {
     /// log-space form logaddexp(lt + log beta, ls + log(1 - beta)); the other is it minus or plus d.
     /// One division and one log per class. A term whose probability is 0 is 0 (never 0 * inf: a
     /// logit of -inf makes d infinite).
-    /// M / max(ps, pt): the log's argument, which the kernel may compute in an earlier loop.
+    /// M / max(ps, pt): the log's argument, which the kernel may compute in an earlier loop. It is
+    /// taken at least min(beta, 1 - beta), its exact lower bound: where both probabilities are
+    /// denormal (logits ~745 below the maximum, in double) beta pt + (1 - beta) ps underflows to
+    /// 0, and log(0) times a probability > 0 would be an infinite term. (The maximum is taken at
+    /// least min_normal, so that both zero make no 0 / 0.)
     template <class V>
     DISTILL_HD DISTILL_FORCE_INLINE V prepare(V ps, V pt) const noexcept {
-        return (V(beta) * pt + V(one_minus_beta) * ps) / max_of(max_of(ps, pt), V(min_normal_v<T>));
+        const V ratio = (V(beta) * pt + V(one_minus_beta) * ps) / max_of(max_of(ps, pt), V(min_normal_v<T>));
+        return max_of(ratio, V(min_weight));
     }
     template <class V>
     DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V ls, V lt, V ps, V pt, V ls_minus_lt) const noexcept {
@@ -88,7 +94,7 @@ struct jsd_method {
     template <class T, class Options>
     static generalized_js_terms<T> terms(const Options& o) noexcept {
         const T beta = static_cast<T>(o.beta), one_minus_beta = static_cast<T>(1 - o.beta);
-        return {beta, one_minus_beta, -beta, -one_minus_beta};
+        return {beta, one_minus_beta, -beta, -one_minus_beta, beta < one_minus_beta ? beta : one_minus_beta};
     }
 };
 }  // namespace detail
