@@ -57,6 +57,25 @@ struct thrust_row_writer {
         if (per_row_dtemperature) per_row_dtemperature[i] = r.dtemperature;
     }
 };
+/// thrust_row_writer over blocks of `rows_per_block` consecutive rows, each block's rows run in
+/// order by one worker (host systems: kernels that take rows_after use the order, see
+/// run_row_block).
+template <class T, class Kernel>
+struct thrust_row_block_writer {
+    Kernel kernel;
+    vector_ref<T> per_row_loss;
+    T* per_row_dtemperature;
+    index_t rows, rows_per_block;
+    DISTILL_HD void operator()(index_t block) const noexcept {
+        const index_t first = block * rows_per_block;
+        const index_t last = rows - first < rows_per_block ? rows : first + rows_per_block;
+        row_result<T> ignored{};
+        run_row_block(kernel, first, last, ignored, [&](index_t i, const row_result<T>& r) {
+            per_row_loss[i] = r.value;
+            if (per_row_dtemperature) per_row_dtemperature[i] = r.dtemperature;
+        });
+    }
+};
 }  // namespace detail
 
 template <class Policy, class Space = device_space>
@@ -84,6 +103,9 @@ struct thrust_backend {
         return arrays * static_cast<std::size_t>(n) * sizeof(T);
     }
 
+    /// Blocks of rows a host system's row loop is split into.
+    static constexpr index_t host_row_blocks = 64;
+
     template <class T, class Kernel>
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
                   workspace ws, bool accumulate = false) const {
@@ -94,8 +116,16 @@ struct thrust_backend {
             scratch += n;
         }
         T* per_row_dtemperature = dtemperature ? scratch : nullptr;
-        thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), n,
-                           detail::thrust_row_writer<T, Kernel>{kernel, per_row_loss, per_row_dtemperature});
+        if constexpr (std::is_same_v<Space, host_space>) {
+            // Host systems: 64 blocks of consecutive rows (enough to balance the threads), each
+            // run in order, which the divergence kernels use (see run_row_block).
+            const index_t per_block = n > host_row_blocks ? (n + host_row_blocks - 1) / host_row_blocks : 1;
+            thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), (n + per_block - 1) / per_block,
+                               detail::thrust_row_block_writer<T, Kernel>{kernel, per_row_loss, per_row_dtemperature, n, per_block});
+        } else {
+            thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), n,
+                               detail::thrust_row_writer<T, Kernel>{kernel, per_row_loss, per_row_dtemperature});
+        }
         if (red != reduction::none) {
             const T total = thrust::reduce(policy, per_row_loss.data, per_row_loss.data + n, T(0));
             thrust::fill_n(policy, loss.data, 1, total);

@@ -21,6 +21,10 @@
 #include "reduction.hpp"
 #include "view.hpp"
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 namespace distill {
 
 /// Caller-owned scratch memory, in the memory space of the call's tensors.
@@ -103,6 +107,26 @@ struct first_where {
     DISTILL_HD constexpr index_t operator()(index_t i) const noexcept { return pred(i) ? i : none; }
 };
 
+/// Row kernels that can use the order of a block of rows take kernel(i, rows_after): the caller
+/// promises to run rows i + 1, ..., i + rows_after next, in that order, on the same worker, and
+/// that nothing else touches their outputs meanwhile (the divergence kernels then keep a row's
+/// intermediates in the next row's gradient, which that row overwrites). Every kernel takes kernel(i).
+template <class Kernel>
+inline constexpr bool row_kernel_takes_rows_after_v = requires(const Kernel& k) { k(index_t{}, index_t{}); };
+
+/// Runs rows [first, last) of `kernel` in order, telling each kernel that takes it how many rows
+/// of the block follow it; adds each row's result to `total` and passes it to `each(i, r)`.
+template <class T, class Kernel, class Each>
+DISTILL_HD void run_row_block(const Kernel& kernel, index_t first, index_t last, row_result<T>& total, const Each& each) noexcept {
+    for (index_t i = first; i < last; ++i) {
+        row_result<T> r;
+        if constexpr (row_kernel_takes_rows_after_v<Kernel>) r = kernel(i, last - 1 - i);
+        else r = kernel(i);
+        each(i, r);
+        total = total + r;
+    }
+}
+
 }  // namespace detail
 
 /// The CPU backend: row kernels run in a loop over the rows; with OpenMP enabled (-fopenmp) the
@@ -152,25 +176,24 @@ struct cpu_backend {
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
                   workspace, bool accumulate = false) const noexcept {
         row_result<T> total{};
-        const auto row = [&](index_t i, row_result<T>& sum) {
-            const row_result<T> r = kernel(i);
+        const auto each = [&](index_t i, const row_result<T>& r) {
             if (red == reduction::none) loss[i] = r.value;
-            sum = sum + r;
         };
 #if defined(_OPENMP)
         if (parallel(n)) {
+            // One contiguous block of rows per thread, run in order (see run_row_block).
 #pragma omp parallel num_threads(threads)
             {
+                const index_t k = omp_get_thread_num(), m = omp_get_num_threads();
                 row_result<T> partial{};
-#pragma omp for schedule(static) nowait
-                for (index_t i = 0; i < n; ++i) row(i, partial);
+                detail::run_row_block(kernel, n * k / m, n * (k + 1) / m, partial, each);
 #pragma omp critical(distill_cpu_backend_rows)
                 total = total + partial;
             }
         } else
 #endif
         {
-            for (index_t i = 0; i < n; ++i) row(i, total);
+            detail::run_row_block(kernel, 0, n, total, each);
         }
         if (red != reduction::none) loss[0] = total.value;
         if (dtemperature) *dtemperature = accumulate ? *dtemperature + total.dtemperature : total.dtemperature;

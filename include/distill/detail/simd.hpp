@@ -466,6 +466,25 @@ DISTILL_HD DISTILL_FORCE_INLINE void prefetch(const T* p) noexcept {
     (void)p;
 #endif
 }
+/// prefetch into L2 only (for lines needed after the current row, whose own arrays fill L1).
+template <class T>
+DISTILL_HD DISTILL_FORCE_INLINE void prefetch_l2(const T* p) noexcept {
+#if DISTILL_SIMD && !defined(__CUDA_ARCH__)
+    __builtin_prefetch(p, 0, 2);
+#else
+    (void)p;
+#endif
+}
+/// prefetch into L2 for writing: a line that will be stored to before it is read, so that the
+/// store does not wait on memory for it.
+template <class T>
+DISTILL_HD DISTILL_FORCE_INLINE void prefetch_for_write(const T* p) noexcept {
+#if DISTILL_SIMD && !defined(__CUDA_ARCH__)
+    __builtin_prefetch(p, 1, 2);
+#else
+    (void)p;
+#endif
+}
 
 /// body(c, count) for the packs of a row of `cols` elements: full packs (count == lanes, a
 /// constant once inlined, so their loads and stores need no length) then one partial pack.

@@ -51,10 +51,15 @@ void check_method_parity(const Loss& loss, const Options& opts, const host_probl
     check_parity<T>(dev, cpu, hp.n);
     check_parity<T>(loss(distill::thrust_host(thrust::omp::par), ha.student, ha.teacher, ha.labels, ha.weight, opts),
                     cpu, hp.n);
+    // Two OpenMP threads on the CPU backend (from 128 rows): a block of rows each.
+    if (hp.n >= 128) check_parity<T>(loss(distill::cpu_backend{2}, ha.student, ha.teacher, ha.labels, ha.weight, opts), cpu, hp.n);
 }
 
 TEST_CASE_TEMPLATE("divergences (thrust): the device backend matches the CPU backend", T, float, double) {
-    constexpr std::array<std::array<index_t, 2>, 6> shapes = {{{1, 2}, {1, 7}, {6, 1}, {5, 4}, {37, 1000}, {1, 1}}};
+    // 130 rows: Thrust on the host runs blocks of 3 rows in order and the CPU backend one block
+    // per thread, in which jsd keeps its teacher's exps in the next row's gradient (the last row of
+    // a block cannot; the device runs one row per thread). Ignored rows inside and at the end of blocks.
+    constexpr std::array<std::array<index_t, 2>, 7> shapes = {{{1, 2}, {1, 7}, {6, 1}, {5, 4}, {37, 1000}, {1, 1}, {130, 300}}};
     int runs = 0;
     for (const auto& shape : shapes)
         for (int extras = 0; extras < 2; ++extras)
@@ -68,7 +73,8 @@ TEST_CASE_TEMPLATE("divergences (thrust): the device backend matches the CPU bac
                     INFO("reduction: ", std::string(distill::to_string(red)));
                     host_problem<T> hp(n, c, static_cast<unsigned>(500 + n + c));
                     if (extras) {
-                        if (n > 1) hp.with_labels({n / 2});
+                        if (n > 64) hp.with_labels({1, n / 2, 62, 63, n - 2});
+                        else if (n > 1) hp.with_labels({n / 2});
                         else hp.with_labels();
                         hp.with_weight();
                     }
@@ -81,7 +87,7 @@ TEST_CASE_TEMPLATE("divergences (thrust): the device backend matches the CPU bac
                     check_method_parity(distill::soft_ce, distill::soft_ce_options{temperature, red}, hp);
                     ++runs;
                 }
-    CHECK(runs == 72);  // 6 shapes x 2 x 2 temperatures x 3 reductions
+    CHECK(runs == 84);  // 7 shapes x 2 x 2 temperatures x 3 reductions
 }
 
 TEST_CASE_TEMPLATE("divergences (thrust): the skew methods at alpha 0 and 1, and logits of 1e3", T, float, double) {
@@ -118,6 +124,48 @@ TEST_CASE_TEMPLATE("divergences (thrust): run with caller workspace writes the C
         check_all_close(host_copy(loss), ho.loss, rtol, 1e-30);
         check_all_close(host_copy(grad), ho.grad, rtol, 1e-30);
         DISTILL_CHECK_CLOSE(host_copy(grad_t)[0], ho.grad_temperature[0], rtol, rtol * 9);
+    }
+}
+
+TEST_CASE_TEMPLATE("divergences (thrust): jsd without d/dT, on blocks of rows, matches one row per thread", T, float,
+                   double) {
+    // Without d/dT, float jsd on the host keeps each row's teacher exps in the next row's gradient
+    // when the backend runs that row next on the same worker: the CPU backend (one block, or one
+    // per thread) and Thrust on host memory (blocks of 3 of the 130 rows here). The device system
+    // runs one row per thread and never does. Ignored rows inside, first and last in blocks.
+    constexpr index_t n = 130, c = 300;
+    host_problem<T> hp(n, c, 907);
+    hp.with_labels({1, 62, 63, 65, 128}).with_weight();
+    const device_problem<T> dp(hp);
+    for (reduction red : {reduction::sum, reduction::none}) {
+        INFO("reduction: ", std::string(distill::to_string(red)));
+        const distill::jsd_options opts{2.0, red, -100, 0.3};
+        const index_t loss_size = red == reduction::none ? n : 1;
+        const auto host_run = [&](const auto& backend) {
+            host_outputs<T> ho(red, n, c);
+            const auto views = ho.views(n, c, true, false);
+            std::vector<unsigned char> scratch(distill::workspace_bytes(backend, opts, hp.args(), views));
+            REQUIRE(distill::run(backend, opts, hp.args(), views, distill::workspace{scratch.data(), scratch.size()}).ok());
+            return ho;
+        };
+        const host_outputs<T> serial = host_run(distill::cpu_backend{});
+        thrust::device_vector<T> loss(static_cast<std::size_t>(loss_size)), grad(static_cast<std::size_t>(n * c));
+        const distill::response_outputs<T, device_space> outs{distill::as_view(loss), distill::as_matrix(grad, n, c)};
+        const auto device = distill::thrust_device();
+        thrust::device_vector<unsigned char> scratch(distill::workspace_bytes(device, opts, dp.args(), outs));
+        REQUIRE(distill::run(device, opts, dp.args(), outs, distill::workspace{thrust::raw_pointer_cast(scratch.data()), scratch.size()})
+                    .ok());
+        // The gradient a - ps A is formed in a different order from the stored exps: elements
+        // where it cancels differ by rounding relative to the row's largest, not their own.
+        const double rtol = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+        double largest = 0;
+        for (T g : serial.grad) largest = std::max(largest, std::abs(static_cast<double>(g)));
+        check_all_close(host_copy(loss), serial.loss, rtol, 1e-30);
+        check_all_close(host_copy(grad), serial.grad, rtol, rtol * largest);
+        for (const host_outputs<T>& other : {host_run(distill::cpu_backend{2}), host_run(distill::thrust_host(thrust::omp::par))}) {
+            check_all_close(other.loss, serial.loss, rtol, 1e-30);
+            check_all_close(other.grad, serial.grad, rtol, rtol * largest);
+        }
     }
 }
 

@@ -462,6 +462,61 @@ TEST_CASE("divergences: the chunked statistics with over 256 chunks, and exact t
     }
 }
 
+TEST_CASE("divergences: jsd keeps its teacher's exps in the next row's gradient (ignored, padded and chunked rows)") {
+    // Run in order on one worker, a jsd row stores its teacher's exps, then d phi / d ls, in the
+    // next row's gradient, which that row then overwrites (the last row computes them again).
+    // Float (the SIMD path) against double, with ignored rows before, after and between such rows,
+    // into gradient rows padded to a longer stride (the padding untouched), and on rows long enough
+    // for the chunked statistics.
+    const method_spec m = jsd_spec(0.3);
+    for (index_t cols : {700, 90000}) {
+        const bool chunked = cols > 87381;
+        host_problem<float> f(chunked ? 4 : 9, cols, 53);
+        host_problem<double> d(f.n, cols, 1);
+        for (std::size_t k = 0; k < f.student.size(); ++k) {
+            d.student[k] = f.student[k];
+            d.teacher[k] = f.teacher[k];
+        }
+        if (chunked) {
+            f.with_labels({2});
+            d.with_labels({2});
+        } else {
+            f.with_labels({0, 3, 4, 8});
+            d.with_labels({0, 3, 4, 8});
+        }
+        const auto want = run_ok(m, d, 2.0, reduction::none, -100, true, false);
+        double largest = 0;
+        for (double g : want.grad) largest = std::max(largest, std::abs(g));
+        for (index_t pad : {0, 16}) {
+            INFO("C = ", cols, ", row padding ", pad);
+            const index_t stride = cols + pad;
+            std::vector<float> loss(static_cast<std::size_t>(f.n), -1.0f);
+            std::vector<float> grad(static_cast<std::size_t>(f.n * stride), host_outputs<float>::sentinel);
+            const index_t extents[2] = {f.n, cols}, strides[2] = {stride, 1};
+            distill::response_outputs<float> outs{distill::make_view(loss.data(), f.n)};
+            outs.grad_student = distill::strided_view<float, 2>(grad.data(), 2, extents, strides);
+            distill::jsd_float_options opts;
+            opts.temperature = 2.0f;
+            opts.beta = 0.3f;
+            opts.reduce = reduction::none;
+            REQUIRE(distill::run(opts, f.args(), outs).ok());
+            for (index_t i = 0; i < f.n; ++i) {
+                CAPTURE(i);
+                DISTILL_CHECK_CLOSE(loss[static_cast<std::size_t>(i)], want.loss[static_cast<std::size_t>(i)], 5e-5, 6.4e-5);
+                for (index_t k = 0; k < stride; ++k) {
+                    const float got = grad[static_cast<std::size_t>(i * stride + k)];
+                    if (k >= cols) {
+                        REQUIRE(got == host_outputs<float>::sentinel);
+                        continue;
+                    }
+                    CAPTURE(k);
+                    DISTILL_CHECK_CLOSE(got, want.grad[static_cast<std::size_t>(i * cols + k)], 1e-4, 1e-5 * largest);
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE_TEMPLATE("divergences: batchmean with every row ignored (or every weight 0) is 0 with zero gradients", T,
                    float, double) {
     for (const method_spec& m : tested_methods()) {

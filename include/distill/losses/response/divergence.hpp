@@ -16,7 +16,8 @@
 // with B = sum_j b_j; s and t may be shifted by any constant per row (the bracketed sums
 // are invariant), which keeps them small. Four reads of a row: maxima; sums of exp (which
 // leave exp(s - max_s) in the gradient row); loss, A, B and the d/dT sums; the gradient row
-// (recomputing the terms; no per-class storage but the gradient row itself). On the host SIMD
+// (recomputing the terms; no per-class storage but the gradient row itself, and for
+// next_row_scratch terms the next row's, when the backend runs that row next). On the host SIMD
 // path without d/dT, rows over 1 MiB take the first two in one chunked pass, and the loss pass
 // runs in tiles of two loops each (see row_impl). A term whose probability is 0 contributes 0,
 // never 0 * inf.
@@ -125,12 +126,35 @@ inline constexpr bool is_row_scaling_v<row_scaling<T>> = true;
 template <class T>
 inline constexpr bool is_row_scaling_v<rounded_row_scaling<T>> = true;
 
+/// The lines a row kernel fetches for the next row while it computes on this one (host SIMD on
+/// contiguous rows; null pointers fetch nothing), so that the next row's first pass reads from
+/// cache instead of waiting on memory while the compute-bound passes leave the memory bus idle.
+template <class T>
+struct next_row_lines {
+    const T* student = nullptr;  ///< the next row's student
+    const T* teacher = nullptr;  ///< the next row's teacher
+    const T* scratch = nullptr;  ///< a gradient row the next row will write first (fetched for writing)
+    bool into_l2 = false;        ///< into L2 rather than L1 (when this row's own arrays already fill L1)
+
+    DISTILL_HD DISTILL_FORCE_INLINE void read(const T* row, index_t c) const noexcept {
+        if (!row) return;
+        if (into_l2) prefetch_l2(row + c);
+        else prefetch(row + c);
+    }
+    /// The lines of column c (one pack) of each row the pass is to fetch.
+    DISTILL_HD DISTILL_FORCE_INLINE void fetch(index_t c, bool student_row, bool teacher_row, bool scratch_row) const noexcept {
+        if (student_row) read(student, c);
+        if (teacher_row) read(teacher, c);
+        if (scratch_row && scratch) prefetch_for_write(scratch + c);
+    }
+};
+
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
 /// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When
 /// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
-/// gradient row, so that the next pass gets ps by a multiplication instead of another exp. When
-/// `next_s` / `next_t` are not null (contiguous rows on the host), the second pass also prefetches
-/// the next row's lines, so that its first pass reads from cache. log_sums = false leaves
+/// gradient row, so that the next pass gets ps by a multiplication instead of another exp; so is
+/// exp(ft(t) - max_t) at `teacher_exp` (same stride) when it is not null. The second pass also
+/// fetches the next row's student and scratch lines in `next`. log_sums = false leaves
 /// log_sum_s and log_sum_t 0 (two logs per row fewer for callers that need only log_ratio).
 /// gap = true also sums exp(s' - max_s) (s' - max_s - (t' - max_t)), from which the reverse KL is
 /// student_gap / sum_s + log_ratio without another pass. Excluding = true leaves column `skip` out of
@@ -140,9 +164,8 @@ inline constexpr bool is_row_scaling_v<rounded_row_scaling<T>> = true;
 template <class V, bool Excluding = false, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct, index_t cols,
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
-                                                         index_t ce = 1, const T* next_s = nullptr,
-                                                         const T* next_t = nullptr, bool log_sums = true,
-                                                         bool gap = false, index_t skip = -1) noexcept {
+                                                         index_t ce = 1, next_row_lines<T> next = {}, bool log_sums = true,
+                                                         bool gap = false, index_t skip = -1, T* teacher_exp = nullptr) noexcept {
     const T pad = -infinity_v<T>;  // lanes past the row's end (and the skipped column): exp(-inf) = 0
     const auto load = [&](const T* row, index_t stride, index_t c, int count) DISTILL_LAMBDA_INLINE {
         if constexpr (Excluding) return load_lanes_excluding<V>(row, c, stride, count, pad, skip);
@@ -171,14 +194,15 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
     for_each_pack_in_blocks<V, 16>(
         cols,
         [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
-            if (next_s) prefetch(next_s + c);
-            if (next_t) prefetch(next_t + c);
+            next.fetch(c, true, false, true);
             const V ds = fs(load(s, cs, c, count)) - r.max_s;
             const V dt = ft(load(t, ct, c, count)) - r.max_t;
             const V es = exp_nonpositive(ds);
             if (student_exp) store_lanes(student_exp + c * ce, ce, count, es);
             sum_s.add_to_block(es);
-            sum_t.add_to_block(exp_nonpositive(dt));
+            const V et = exp_nonpositive(dt);
+            if (teacher_exp) store_lanes(teacher_exp + c * ce, ce, count, et);
+            sum_t.add_to_block(et);
             if (gap) gap_lanes += select(es > V(0), es * (ds - dt), V(0));
         },
         [&]() DISTILL_LAMBDA_INLINE {
@@ -209,13 +233,15 @@ struct chunk_shifts {
 /// taken a chunk at a time (at least 2048 columns, at most 256 chunks), whose maxima are found
 /// first (the chunk then sits in L1 for its exps) and raise the running maxima; the sums are
 /// rescaled when they rise, and each chunk's exps are taken against the running maxima, which
-/// `shifts` records. A stored exp of chunk k times exp(student[k] - max_s) is then the exp
-/// against the row's maximum. This saves the maxima's own pass over both rows (from L3 at 128k
-/// columns). While a chunk is summed, the next chunk is prefetched, and the next row's student.
+/// `shifts` records. A stored exp of chunk k (student_exp; teacher_exp when not null) times
+/// exp(student[k] - max_s) (exp(teacher[k] - max_t)) is then the exp against the row's maximum.
+/// This saves the maxima's own pass over both rows (from L3 at 128k columns). While a chunk is
+/// summed, the next chunk is prefetched, and the next row's student and scratch lines.
 template <class V, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_statistics(const T* s, const T* t, index_t cols, const FS& fs,
-                                                                            const FT& ft, T* student_exp, const T* next_s,
-                                                                            bool log_sums, chunk_shifts<T>& shifts) noexcept {
+                                                                            const FT& ft, T* student_exp, next_row_lines<T> next,
+                                                                            bool log_sums, chunk_shifts<T>& shifts,
+                                                                            T* teacher_exp = nullptr) noexcept {
     static_assert(is_row_scaling_v<FS> && is_row_scaling_v<FT>,
                   "each chunk's maxima are taken on the raw rows and scaled once: fs and ft must be increasing scalings");
     constexpr int lanes = lanes_v<V>;
@@ -261,11 +287,13 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
                     prefetch(cs + chunk + c);
                     prefetch(ct + chunk + c);
                 }
-                if (next_s) prefetch(next_s + c0 + c);
+                next.fetch(c0 + c, true, false, true);
                 const V es = exp_nonpositive(fs(load_lanes<V>(cs + c, 1, count, pad)) - chunk_shift_s);
                 if (student_exp) store_lanes(student_exp + c0 + c, 1, count, es);
                 sum_s.add_to_block(es);
-                sum_t.add_to_block(exp_nonpositive(ft(load_lanes<V>(ct + c, 1, count, pad)) - chunk_shift_t));
+                const V et = exp_nonpositive(ft(load_lanes<V>(ct + c, 1, count, pad)) - chunk_shift_t);
+                if (teacher_exp) store_lanes(teacher_exp + c0 + c, 1, count, et);
+                sum_t.add_to_block(et);
             },
             [&]() DISTILL_LAMBDA_INLINE {
                 sum_s.close_block();
@@ -326,6 +354,16 @@ template <class Terms, class V>
 inline constexpr bool recovers_student_probability_v<
     Terms, V, std::void_t<decltype(Terms::template student_probability<V>(V(0)))>> = true;
 
+/// Terms that store their derivative and cost more than the memory traffic (jsd: a division and a
+/// log besides the exps) declare `static constexpr bool next_row_scratch = true`: when the backend
+/// runs row i + 1 next on the same worker, the teacher's exps are kept in its gradient row (see
+/// divergence_row_kernel::row_impl). Cheap terms do not: tvd, whose loss pass takes its ps back
+/// from the stored derivative, measured 13 % slower with it (the extra row's traffic).
+template <class Terms, class = void>
+inline constexpr bool next_row_scratch_v = false;
+template <class Terms>
+inline constexpr bool next_row_scratch_v<Terms, std::void_t<decltype(Terms::next_row_scratch)>> = Terms::next_row_scratch;
+
 /// Terms that never read ls and lt themselves (only ps, pt and ls - lt) declare
 /// `static constexpr bool uses_log_probabilities = false`: the statistics then skip two logs per row.
 template <class Terms, class = void>
@@ -356,19 +394,27 @@ struct divergence_row_kernel {
     T tau, inv_tau;
     Terms terms;
 
-    DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
+    DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i, 0); }
+    /// Row i, when the caller runs the `rows_after` rows that follow it (i + 1, i + 2, ...) next, in
+    /// order, on the same worker, and nothing else touches their gradient rows meanwhile (a
+    /// backend's block of rows; see row_kernel_takes_rows_after). Terms that declare
+    /// next_row_scratch may then keep their teacher's exps in gradient row i + 1, which row i + 1
+    /// overwrites anyway.
+    DISTILL_HD row_result<T> operator()(index_t i, index_t rows_after) const noexcept {
+        return row<row_value_t<T>>(i, rows_after);
+    }
 
     /// Row i with values V: the unit-stride form (plain vector loads and stores, the next row
     /// prefetched) when every row is contiguous.
     template <class V>
-    DISTILL_HD row_result<T> row(index_t i) const noexcept {
+    DISTILL_HD row_result<T> row(index_t i, index_t rows_after) const noexcept {
         if constexpr (lanes_v<V> > 1)
-            if (unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true>(i);
-        return row_impl<V, false>(i);
+            if (unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true>(i, rows_after);
+        return row_impl<V, false>(i, rows_after);
     }
 
     template <class V, bool Unit>
-    DISTILL_HD DISTILL_FORCE_INLINE row_result<T> row_impl(index_t i) const noexcept {
+    DISTILL_HD DISTILL_FORCE_INLINE row_result<T> row_impl(index_t i, index_t rows_after) const noexcept {
         const T w = ctx.row_scale(i);
         if (w == T(0)) {
             ctx.zero_grad_row(i);
@@ -402,18 +448,31 @@ struct divergence_row_kernel {
         constexpr bool may_chunk = lanes_v<V> > 1 && Unit && store_student_derivative_v<Terms> && !reverse_kl_v<Terms>;
         const bool chunked = may_chunk && !ctx.want_dtemperature &&
                              3 * static_cast<std::size_t>(cols) * sizeof(T) > chunked_statistics_min_row_bytes;
+        // Terms that declare next_row_scratch keep the teacher's exps in gradient row i + 1 when the
+        // caller runs that row next on this worker (it overwrites the row): the loss pass then needs
+        // no exp, and it leaves d phi / d ls there, so that the student's exps stay in row i for the
+        // gradient pass, which needs none either (jsd: two exps per class instead of four). The
+        // next rows then go to L2 (the row's four arrays fill L1), and gradient row i + 2, which row
+        // i + 1 writes first, is fetched for writing.
+        constexpr bool may_scratch = lanes_v<V> > 1 && Unit && store_student_derivative_v<Terms> &&
+                                     !reverse_kl_v<Terms> && next_row_scratch_v<Terms>;
+        T* const scratch = may_scratch && rows_after > 0 && student_exp != nullptr && !ctx.want_dtemperature &&
+                                   ctx.grad.row_stride >= cols
+                               ? ctx.grad.row(i + 1)
+                               : nullptr;
+        next_row_lines<T> next{next_row_for_prefetch<V, Unit>(ctx.student, i), next_t,
+                               scratch && rows_after > 1 ? ctx.grad.row(i + 2) : nullptr, scratch != nullptr};
         [[maybe_unused]] std::conditional_t<may_chunk, chunk_shifts<T>, char> shifts;
         softmax_pair_stats<T> st;
         if constexpr (may_chunk) {
             if (chunked)
-                st = chunked_softmax_pair_statistics<V>(s, t, cols, tempered, tempered, student_exp,
-                                                        next_row_for_prefetch<V, Unit>(ctx.student, i),
-                                                        uses_log_probabilities_v<Terms>, shifts);
+                st = chunked_softmax_pair_statistics<V>(s, t, cols, tempered, tempered, student_exp, next,
+                                                        uses_log_probabilities_v<Terms>, shifts, scratch);
         }
         if (!chunked)
-            st = softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered, student_exp, cg,
-                                            next_row_for_prefetch<V, Unit>(ctx.student, i), static_cast<const T*>(nullptr),
-                                            uses_log_probabilities_v<Terms>, reverse_kl_v<Terms> && !ctx.want_dtemperature);
+            st = softmax_pair_statistics<V>(s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next,
+                                            uses_log_probabilities_v<Terms>, reverse_kl_v<Terms> && !ctx.want_dtemperature,
+                                            -1, scratch);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
         // The loss pass leaves d phi / d ls in the gradient row for costly terms.
         const bool keep_derivative = store_student_derivative_v<Terms> && g != nullptr && !ctx.accumulate;
@@ -454,7 +513,7 @@ struct divergence_row_kernel {
                 for_each_pack_in_blocks<V, 32>(
                     cols,
                     [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
-                        if (next_t) prefetch(next_t + c);
+                        next.fetch(c, false, true, false);
                         const at_block e = evaluate(c, count);
                         whole[0].add_to_block(e.f.value);
                         whole[1].add_to_block(e.f.d_log_student);
@@ -497,6 +556,8 @@ struct divergence_row_kernel {
                 // The loss and A summed per tile, the tiles' sums compensated (a row of 1e5 classes
                 // would otherwise lose ~1e-4 of them).
                 blocked_sum<V, 32> row_loss, row_a;
+                const auto tiles = [&](auto use_scratch) DISTILL_LAMBDA_INLINE {
+                constexpr bool with_scratch = decltype(use_scratch)::value;
                 for (index_t c0 = 0; c0 < cols; c0 += tile) {
                     const index_t width = cols - c0 < tile ? cols - c0 : tile;
                     // The shifts of this tile's exps: the row's maxima, or its chunk's running maxima
@@ -520,7 +581,7 @@ struct divergence_row_kernel {
                     // Full packs go to the buffers (lanes past the row's end hold probability 0).
                     for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                         const index_t at = c0 + c;
-                        if (next_t) prefetch(next_t + at);
+                        next.fetch(at, false, true, false);
                         const auto student_shifted = [&]() DISTILL_LAMBDA_INLINE {
                             return tempered(load_lanes<V>(s + at, 1, count, pad)) - shift_s;
                         };
@@ -528,7 +589,10 @@ struct divergence_row_kernel {
                         const V ps = (student_exp ? load_lanes<V>(student_exp + at, 1, count, T(0))
                                                   : exp_nonpositive(student_shifted())) *
                                      V(scale_s);
-                        const V pt = exp_nonpositive(dt) * V(scale_t);
+                        V et;
+                        if constexpr (with_scratch) et = load_lanes<V>(scratch + at, 1, count, T(0));
+                        else et = exp_nonpositive(dt);
+                        const V pt = et * V(scale_t);
                         store_lanes(b.ps + c, 1, lanes, ps);
                         store_lanes(b.pt + c, 1, lanes, pt);
                         if constexpr (ratio || logs) {
@@ -555,11 +619,15 @@ struct divergence_row_kernel {
                         else f = row_terms(ls, lt, at_buffer(b.ps), at_buffer(b.pt), d);
                         row_loss.add_to_block(f.value);
                         row_a.add_to_block(f.d_log_student);
-                        if (keep_derivative) store_lanes(g + c0 + c, 1, count, f.d_log_student);
+                        if constexpr (with_scratch) store_lanes(scratch + c0 + c, 1, count, f.d_log_student);
+                        else if (keep_derivative) store_lanes(g + c0 + c, 1, count, f.d_log_student);
                     });
                     row_loss.close_block();
                     row_a.close_block();
                 }
+                };
+                if (scratch) tiles(std::true_type{});
+                else tiles(std::false_type{});
                 loss = row_loss.lanes();
                 sum_a = row_a.lanes();
             } else {
@@ -570,7 +638,24 @@ struct divergence_row_kernel {
         }
         if (g) {
             const V scale = V(ctx.grad_scale(i) * tau);
-            if (keep_derivative) {
+            if (scratch) {
+                // ps from the stored exps, each chunk's against its own shift
+                index_t span = cols;
+                if constexpr (may_chunk)
+                    if (chunked) span = shifts.size;
+                for (index_t c0 = 0, k = 0; c0 < cols; c0 += span, ++k) {
+                    const index_t width = cols - c0 < span ? cols - c0 : span;
+                    T scale_s = st.inv_sum_s;
+                    if constexpr (may_chunk)
+                        if (chunked) scale_s = detail::exp(shifts.student[k] - st.max_s) * st.inv_sum_s;
+                    const V minus_a_scale = V(-total_a * scale_s);
+                    for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+                        const V a = load_lanes<V>(scratch + c0 + c, 1, count, T(0));
+                        const V es = load_lanes<V>(g + c0 + c, 1, count, T(0));
+                        store_lanes(g + c0 + c, 1, count, scale * (a + es * minus_a_scale));
+                    });
+                }
+            } else if (keep_derivative) {
                 for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                     const V a = load_lanes<V>(g + c * cg, cg, count, T(0));
                     const auto recompute = [&]() DISTILL_LAMBDA_INLINE {

@@ -116,8 +116,7 @@ struct dkd_row_kernel {
         // Passes 1 and 2: maxima and compensated sums of exp over the non-target classes (the target
         // column is loaded as -inf: excluded exactly); the next row's student is fetched meanwhile.
         const softmax_pair_stats<T> st = softmax_pair_statistics<V, /*Excluding=*/true>(
-            s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i),
-            static_cast<const T*>(nullptr), /*log_sums=*/true, /*gap=*/false, /*skip=*/y);
+            s, cs, t, ct, cols, tempered, tempered, student_exp, cg, next_row_lines<T>{next_row_for_prefetch<V, Unit>(ctx.student, i)}, /*log_sums=*/true, /*gap=*/false, /*skip=*/y);
         // Adding the target gives the all-class max and sum-exp.
         const T sy = s[y * cs] * inv_tau, ty = t[y * ct] * inv_tau;
         const T max_so = st.max_s, max_to = st.max_t;

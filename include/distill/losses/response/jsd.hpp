@@ -17,7 +17,9 @@
 //
 // Cost: O(N C) time, four passes over a row (maxima; sums of exp, leaving the student's in the
 // gradient row; the loss, leaving d phi / d ls there; the gradient), four exp, one division and
-// one log per class, O(1) extra memory per row.
+// one log per class, O(1) extra memory per row. On the host SIMD path, when the backend runs the
+// next row after this one on the same worker (every row of a block but its last), the teacher's
+// exps and then d phi / d ls go to the next row's gradient instead: two exp per class.
 // Masked logits: each half is weighted by its own probability, so a class where pt = 0
 // (ps = 0) drops the teacher (student) half; M > 0 wherever either probability is, so every
 // result is finite for any mask.
@@ -44,6 +46,7 @@ template <class T>
 struct generalized_js_terms {
     static constexpr bool uses_log_probabilities = false;  // reads ps, pt and ls - lt only
     static constexpr bool store_student_derivative = true;  // two log-space mixtures per class
+    static constexpr bool next_row_scratch = true;          // a division and a log per class besides the exps
     T beta, one_minus_beta;          // mixture weights of teacher and student
     T minus_beta, minus_one_minus_beta;
     T min_weight;  // min(beta, 1 - beta): the least M / max(ps, pt)

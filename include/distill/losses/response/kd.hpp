@@ -131,7 +131,7 @@ struct kd_row_kernel {
         // teacher during the loss pass, so that the memory traffic spreads over both.
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
         const softmax_pair_stats<T> st = softmax_pair_statistics<V>(
-            s, cs, t, ct, cols, fs, ft, student_exp, cg, next_row_for_prefetch<V, Unit>(ctx.student, i), static_cast<const T*>(nullptr),
+            s, cs, t, ct, cols, fs, ft, student_exp, cg, next_row_lines<T>{next_row_for_prefetch<V, Unit>(ctx.student, i)},
             /*log_sums=*/false);
         const T gscale = ctx.grad_scale(i) * tau;  // d(w T^2 KL)/d s' = w T^2 (ps - pt), and d s'/d z = 1/T
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, contribute nothing
