@@ -103,8 +103,12 @@ struct thrust_backend {
         return arrays * static_cast<std::size_t>(n) * sizeof(T);
     }
 
-    /// Blocks of rows a host system's row loop is split into.
+    /// Blocks of rows a row loop on host threads is split into.
     static constexpr index_t host_row_blocks = 64;
+    /// Whether the rows run on host threads: host memory, or device memory of a device system
+    /// other than CUDA (OMP, TBB, CPP). Then they run in blocks; on CUDA one row per thread.
+    static constexpr bool rows_on_host_threads =
+        std::is_same_v<Space, host_space> || THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA;
 
     template <class T, class Kernel>
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
@@ -116,8 +120,8 @@ struct thrust_backend {
             scratch += n;
         }
         T* per_row_dtemperature = dtemperature ? scratch : nullptr;
-        if constexpr (std::is_same_v<Space, host_space>) {
-            // Host systems: 64 blocks of consecutive rows (enough to balance the threads), each
+        if constexpr (rows_on_host_threads) {
+            // Host threads: 64 blocks of consecutive rows (enough to balance the threads), each
             // run in order, which the divergence kernels use (see run_row_block).
             const index_t per_block = n > host_row_blocks ? (n + host_row_blocks - 1) / host_row_blocks : 1;
             thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), (n + per_block - 1) / per_block,
