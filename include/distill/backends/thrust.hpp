@@ -105,10 +105,11 @@ struct thrust_backend {
 
     /// Blocks of rows a row loop on host threads is split into.
     static constexpr index_t host_row_blocks = 64;
-    /// Whether the rows run on host threads: host memory, or device memory of a device system
-    /// other than CUDA (OMP, TBB, CPP). Then they run in blocks; on CUDA one row per thread.
+    /// Whether the rows run on host threads: host memory, or device memory of a host device
+    /// system (OMP, TBB, CPP). Then they run in blocks; on a GPU one row per thread.
     static constexpr bool rows_on_host_threads =
-        std::is_same_v<Space, host_space> || THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA;
+        std::is_same_v<Space, host_space> || THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_OMP ||
+        THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_TBB || THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CPP;
 
     template <class T, class Kernel>
     void run_rows(index_t n, const Kernel& kernel, reduction red, detail::vector_ref<T> loss, T* dtemperature,
