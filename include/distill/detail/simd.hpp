@@ -455,32 +455,20 @@ struct compensated_sum {
     }
 };
 
+/// What a prefetch asks for: the line for reading into every level (L1 too), for reading into L2
+/// only (lines needed after the current row, whose own arrays fill L1), or into L2 for writing (a
+/// line that will be stored to before it is read, so that the store does not wait on memory).
+enum class prefetch_kind { read, read_l2, write_l2 };
+
 /// Asks the cache for the line holding p (host SIMD builds; a no-op elsewhere). The row kernels
 /// fetch the next row while they compute on the current one, which is then in cache: without it,
 /// a row's first pass waits on memory while its compute-bound passes leave the memory bus idle.
-template <class T>
+template <prefetch_kind Kind = prefetch_kind::read, class T>
 DISTILL_HD DISTILL_FORCE_INLINE void prefetch(const T* p) noexcept {
 #if DISTILL_SIMD && !defined(__CUDA_ARCH__)
-    __builtin_prefetch(p);
-#else
-    (void)p;
-#endif
-}
-/// prefetch into L2 only (for lines needed after the current row, whose own arrays fill L1).
-template <class T>
-DISTILL_HD DISTILL_FORCE_INLINE void prefetch_l2(const T* p) noexcept {
-#if DISTILL_SIMD && !defined(__CUDA_ARCH__)
-    __builtin_prefetch(p, 0, 2);
-#else
-    (void)p;
-#endif
-}
-/// prefetch into L2 for writing: a line that will be stored to before it is read, so that the
-/// store does not wait on memory for it.
-template <class T>
-DISTILL_HD DISTILL_FORCE_INLINE void prefetch_for_write(const T* p) noexcept {
-#if DISTILL_SIMD && !defined(__CUDA_ARCH__)
-    __builtin_prefetch(p, 1, 2);
+    if constexpr (Kind == prefetch_kind::read) __builtin_prefetch(p);
+    else if constexpr (Kind == prefetch_kind::read_l2) __builtin_prefetch(p, 0, 2);
+    else __builtin_prefetch(p, 1, 2);
 #else
     (void)p;
 #endif

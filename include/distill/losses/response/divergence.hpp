@@ -138,14 +138,14 @@ struct next_row_lines {
 
     DISTILL_HD DISTILL_FORCE_INLINE void read(const T* row, index_t c) const noexcept {
         if (!row) return;
-        if (into_l2) prefetch_l2(row + c);
+        if (into_l2) prefetch<prefetch_kind::read_l2>(row + c);
         else prefetch(row + c);
     }
     /// The lines of column c (one pack) of each row the pass is to fetch.
     DISTILL_HD DISTILL_FORCE_INLINE void fetch(index_t c, bool student_row, bool teacher_row, bool scratch_row) const noexcept {
         if (student_row) read(student, c);
         if (teacher_row) read(teacher, c);
-        if (scratch_row && scratch) prefetch_for_write(scratch + c);
+        if (scratch_row && scratch) prefetch<prefetch_kind::write_l2>(scratch + c);
     }
 };
 
@@ -227,6 +227,15 @@ struct chunk_shifts {
     index_t size = 0;
     T student[max_chunks];
     T teacher[max_chunks];
+
+    /// The factors that turn chunk k's stored exps into probabilities, exp(shift - max) / sum: the
+    /// loss and gradient passes take the same bits.
+    DISTILL_HD T student_scale(index_t k, const softmax_pair_stats<T>& st) const noexcept {
+        return detail::exp(student[k] - st.max_s) * st.inv_sum_s;
+    }
+    DISTILL_HD T teacher_scale(index_t k, const softmax_pair_stats<T>& st) const noexcept {
+        return detail::exp(teacher[k] - st.max_t) * st.inv_sum_t;
+    }
 };
 
 /// softmax_pair_statistics of unit-stride rows in one pass instead of two (host SIMD): the row is
@@ -575,8 +584,8 @@ struct divergence_row_kernel {
                                 shift_t = shifts.teacher[k];
                                 offset_s = shift_s - st.max_s;  // <= 0
                                 offset_t = shift_t - st.max_t;
-                                scale_s = detail::exp(offset_s) * st.inv_sum_s;
-                                scale_t = detail::exp(offset_t) * st.inv_sum_t;
+                                scale_s = shifts.student_scale(k, st);
+                                scale_t = shifts.teacher_scale(k, st);
                                 log_ratio = (offset_s - offset_t) + st.log_ratio;
                             }
                         }
@@ -649,7 +658,7 @@ struct divergence_row_kernel {
                     const index_t width = cols - c0 < span ? cols - c0 : span;
                     T scale_s = st.inv_sum_s;
                     if constexpr (may_chunk)
-                        if (chunked) scale_s = detail::exp(shifts.student[k] - st.max_s) * st.inv_sum_s;
+                        if (chunked) scale_s = shifts.student_scale(k, st);
                     const V minus_a_scale = V(-total_a * scale_s);
                     for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                         const V a = load_lanes<V>(scratch + c0 + c, 1, count, T(0));
