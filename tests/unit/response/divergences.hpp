@@ -517,6 +517,75 @@ TEST_CASE("divergences: jsd keeps its teacher's exps in the next row's gradient 
     }
 }
 
+TEST_CASE("jsd without ls - lt on the scratch path: masked, far-behind and very different students") {
+    // On the scratch path the loss pass reads neither logit row: it sums the terms without
+    // ls - lt and adds -beta sum_c pt (ls - lt) from the statistics, and takes the full terms
+    // only for packs holding a ps below least_probability_v (a masked student class, or one so far
+    // behind that ps underflows). Float and double without d/dT (that path) against the long-double
+    // loss and against double with d/dT (the four-exp path) for the gradient, on rows with: student
+    // classes masked, teacher classes masked and both masked; students 200 (in units of T) behind
+    // the rest (an exp of 0 in float, not in double); a student opposite to a sharp teacher (the
+    // two sums cancel the most); and equal rows. Long rows put the far-behind classes in early
+    // chunks whose own shift is low, so that their stored exps are > 0 while ps underflows.
+    const method_spec m = jsd_spec(0.3);
+    const double temperature = 2;
+    for (index_t cols : {700, 90000}) {
+        host_problem<double> d(6, cols, 71);
+        const auto at = [&](std::vector<double>& v, index_t i, index_t k) -> double& {
+            return v[static_cast<std::size_t>(i * cols + k)];
+        };
+        const auto set_row = [&](std::vector<double>& v, index_t i, index_t from, index_t to, auto value) {
+            for (index_t k = from; k < to; ++k) at(v, i, k) = value(k);
+        };
+        // Row 1: masked classes.
+        set_row(d.student, 1, 5, 20, [](index_t) { return neg_inf; });
+        set_row(d.teacher, 1, 30, 40, [](index_t) { return neg_inf; });
+        set_row(d.student, 1, 35, 45, [](index_t) { return neg_inf; });
+        // Row 2: students far behind (tempered logits 200 and, on long rows, 85, 75 and 70 below).
+        if (cols < 2048) {
+            set_row(d.student, 2, 0, 100, [&](index_t k) { return at(d.student, 2, k) - 400; });
+        } else {
+            const double behind[] = {400, 170, 150, 140};
+            for (int j = 0; j < 4; ++j)
+                set_row(d.student, 2, 2048 * j, 2048 * (j + 1), [&](index_t k) { return at(d.student, 2, k) - behind[j]; });
+        }
+        // Row 3: a sharp teacher, the student its opposite. Row 4: equal rows.
+        set_row(d.teacher, 3, 0, cols, [&](index_t k) { return 4 * at(d.teacher, 3, k); });
+        set_row(d.student, 3, 0, cols, [&](index_t k) { return -at(d.teacher, 3, k); });
+        set_row(d.student, 4, 0, cols, [&](index_t k) { return at(d.teacher, 4, k); });
+        host_problem<float> f(d.n, cols, 1);
+        for (std::size_t k = 0; k < d.student.size(); ++k) {
+            f.student[k] = static_cast<float>(d.student[k]);
+            f.teacher[k] = static_cast<float>(d.teacher[k]);
+            d.student[k] = f.student[k];  // the same inputs in both precisions
+            d.teacher[k] = f.teacher[k];
+        }
+        const auto want_loss = reference_rows(m, d, temperature);
+        const auto four_exp = run_ok(m, d, temperature, reduction::none, -100, true, true);
+        double largest = 0;
+        for (double g : four_exp.grad) largest = std::max(largest, std::abs(g));
+        for (std::size_t i = 0; i < want_loss.size(); ++i) {
+            CAPTURE(i);
+            DISTILL_CHECK_CLOSE(four_exp.loss[i], static_cast<double>(want_loss[i]), 1e-11, 1e-13);
+        }
+        const auto check = [&](const auto& got, double loss_rtol, double loss_atol, double grad_rtol, double grad_atol) {
+            for (std::size_t i = 0; i < want_loss.size(); ++i) {
+                CAPTURE(i);
+                DISTILL_CHECK_CLOSE(got.loss[i], static_cast<double>(want_loss[i]), loss_rtol, loss_atol);
+            }
+            for (std::size_t k = 0; k < four_exp.grad.size(); ++k) {
+                CAPTURE(k);
+                REQUIRE(std::isfinite(got.grad[k]));
+                DISTILL_CHECK_CLOSE(got.grad[k], four_exp.grad[k], grad_rtol, grad_atol);
+            }
+        };
+        INFO("C = ", cols);
+        check(run_ok(m, d, temperature, reduction::none, -100, true, false), 1e-11, 1e-13, 1e-10, 1e-14 * largest);
+        check(run_ok(m, f, temperature, reduction::none, -100, true, false), 5e-5, 1.6e-5 * temperature * temperature, 1e-4,
+              1e-5 * largest);
+    }
+}
+
 TEST_CASE_TEMPLATE("divergences: batchmean with every row ignored (or every weight 0) is 0 with zero gradients", T,
                    float, double) {
     for (const method_spec& m : tested_methods()) {

@@ -19,8 +19,9 @@
 // (recomputing the terms; no per-class storage but the gradient row itself, and for
 // next_row_scratch terms the next row's, when the backend runs that row next). On the host SIMD
 // path without d/dT, rows over 1 MiB take the first two in one chunked pass, and the loss pass
-// runs in tiles of two loops each (see row_impl). A term whose probability is 0 contributes 0,
-// never 0 * inf.
+// runs in tiles of two loops each (see row_impl); with the next row's scratch, terms linear in
+// ls - lt (linear_in_log_ratio_v) have that part summed by the statistics pass, and the loss
+// pass reads only the stored exps. A term whose probability is 0 contributes 0, never 0 * inf.
 #pragma once
 
 #include <cstddef>
@@ -86,6 +87,10 @@ struct softmax_pair_stats {
     T sum_s, sum_t;          ///< sums of exp(s - max_s), exp(t - max_t)
     T inv_sum_s, inv_sum_t;  ///< ps = exp(s - max_s) * inv_sum_s, pt = exp(t - max_t) * inv_sum_t
     T student_gap = 0;       ///< with `gap`: sum_c exp(s_c - max_s) ((s_c - max_s) - (t_c - max_t)) (0 * x = 0)
+    /// With `teacher_exp`: sum_c pt_c (ls_c - lt_c) over the classes whose two stored exps are > 0
+    /// (the others add 0): the part of a term linear in ls - lt (see linear_in_log_ratio_v), summed
+    /// here so that the loss pass reads neither logit row again.
+    T teacher_log_ratio = 0;
 
     /// The members that follow from the two sums (log_sums = false leaves log_sum_s, log_sum_t 0).
     DISTILL_HD void set_sums(T total_s, T total_t, bool log_sums) noexcept {
@@ -154,7 +159,9 @@ struct next_row_lines {
 /// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
 /// gradient row, so that the next pass gets ps by a multiplication instead of another exp; so is
 /// exp(ft(t) - max_t) at `teacher_exp` (same stride) when it is not null. The second pass also
-/// fetches the next row's student and scratch lines in `next`. log_sums = false leaves
+/// fetches the next row's student and scratch lines in `next`. With `teacher_exp`, the pass also
+/// sums pt (ls - lt) over the classes whose exps are both > 0 (teacher_log_ratio), as et (ds - dt)
+/// and et, scaled at the end. log_sums = false leaves
 /// log_sum_s and log_sum_t 0 (two logs per row fewer for callers that need only log_ratio).
 /// gap = true also sums exp(s' - max_s) (s' - max_s - (t' - max_t)), from which the reverse KL is
 /// student_gap / sum_s + log_ratio without another pass. Excluding = true leaves column `skip` out of
@@ -189,7 +196,7 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
         r.max_s = lane_max(max_s);
         r.max_t = lane_max(max_t);
     }
-    blocked_sum<V> sum_s, sum_t;
+    blocked_sum<V> sum_s, sum_t, teacher_gap, teacher_weight;
     V gap_lanes = V(0);
     for_each_pack_in_blocks<V, 16>(
         cols,
@@ -201,16 +208,26 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
             if (student_exp) store_lanes(student_exp + c * ce, ce, count, es);
             sum_s.add_to_block(es);
             const V et = exp_nonpositive(dt);
-            if (teacher_exp) store_lanes(teacher_exp + c * ce, ce, count, et);
             sum_t.add_to_block(et);
+            if (teacher_exp) {
+                store_lanes(teacher_exp + c * ce, ce, count, et);
+                const auto both = es > V(0) && et > V(0);
+                teacher_gap.add_to_block(select(both, et * (ds - dt), V(0)));
+                teacher_weight.add_to_block(select(both, et, V(0)));
+            }
             if (gap) gap_lanes += select(es > V(0), es * (ds - dt), V(0));
         },
         [&]() DISTILL_LAMBDA_INLINE {
             sum_s.close_block();
             sum_t.close_block();
+            if (teacher_exp) {
+                teacher_gap.close_block();
+                teacher_weight.close_block();
+            }
         });
     if (gap) r.student_gap = lane_sum(gap_lanes);
     r.set_sums(sum_s.value(), sum_t.value(), log_sums);
+    if (teacher_exp) r.teacher_log_ratio = (teacher_gap.value() + teacher_weight.value() * r.log_ratio) * r.inv_sum_t;
     return r;
 }
 
@@ -227,6 +244,8 @@ struct chunk_shifts {
     index_t size = 0;
     T student[max_chunks];
     T teacher[max_chunks];
+    T teacher_gap[max_chunks];     ///< with teacher_exp: the chunk's sum of et (ds - dt) ...
+    T teacher_weight[max_chunks];  ///< ... and of et, over the classes whose exps are both > 0
 
     /// The factors that turn chunk k's stored exps into probabilities, exp(shift - max) / sum: the
     /// loss and gradient passes take the same bits.
@@ -245,7 +264,9 @@ struct chunk_shifts {
 /// `shifts` records. A stored exp of chunk k (student_exp; teacher_exp when not null) times
 /// exp(student[k] - max_s) (exp(teacher[k] - max_t)) is then the exp against the row's maximum.
 /// This saves the maxima's own pass over both rows (from L3 at 128k columns). While a chunk is
-/// summed, the next chunk is prefetched, and the next row's student and scratch lines.
+/// summed, the next chunk is prefetched, and the next row's student and scratch lines. With
+/// `teacher_exp` the result's teacher_log_ratio is summed as in softmax_pair_statistics, chunk by
+/// chunk, each chunk's sums scaled at the end to the row's maxima.
 template <class V, class T, class FS, class FT>
 DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_statistics(const T* s, const T* t, index_t cols, const FS& fs,
                                                                             const FT& ft, T* student_exp, next_row_lines<T> next,
@@ -289,6 +310,7 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
         shifts.teacher[k] = shift_t;
         const T chunk_shift_s = shift_s, chunk_shift_t = shift_t;  // constants of the loop below
         const index_t next_width = cols - c0 - width;  // of the next chunk, to prefetch (<= chunk)
+        blocked_sum<V> teacher_gap, teacher_weight;
         for_each_pack_in_blocks<V, 16>(
             width,
             [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
@@ -297,22 +319,46 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
                     prefetch(ct + chunk + c);
                 }
                 next.fetch(c0 + c, true, false, true);
-                const V es = exp_nonpositive(fs(load_lanes<V>(cs + c, 1, count, pad)) - chunk_shift_s);
+                const V ds = fs(load_lanes<V>(cs + c, 1, count, pad)) - chunk_shift_s;
+                const V es = exp_nonpositive(ds);
                 if (student_exp) store_lanes(student_exp + c0 + c, 1, count, es);
                 sum_s.add_to_block(es);
-                const V et = exp_nonpositive(ft(load_lanes<V>(ct + c, 1, count, pad)) - chunk_shift_t);
-                if (teacher_exp) store_lanes(teacher_exp + c0 + c, 1, count, et);
+                const V dt = ft(load_lanes<V>(ct + c, 1, count, pad)) - chunk_shift_t;
+                const V et = exp_nonpositive(dt);
                 sum_t.add_to_block(et);
+                if (teacher_exp) {
+                    store_lanes(teacher_exp + c0 + c, 1, count, et);
+                    const auto both = es > V(0) && et > V(0);
+                    teacher_gap.add_to_block(select(both, et * (ds - dt), V(0)));
+                    teacher_weight.add_to_block(select(both, et, V(0)));
+                }
             },
             [&]() DISTILL_LAMBDA_INLINE {
                 sum_s.close_block();
                 sum_t.close_block();
+                if (teacher_exp) {
+                    teacher_gap.close_block();
+                    teacher_weight.close_block();
+                }
             });
+        if (teacher_exp) {
+            shifts.teacher_gap[k] = teacher_gap.value();
+            shifts.teacher_weight[k] = teacher_weight.value();
+        }
     }
     softmax_pair_stats<T> r;
     r.max_s = shift_s;
     r.max_t = shift_t;
     r.set_sums(sum_s.value(), sum_t.value(), log_sums);
+    if (teacher_exp) {
+        // Chunk k's ds - dt is against its own shifts: d = (ds - dt) + (offset_s - offset_t) + log_ratio.
+        compensated_sum<T> sum;
+        for (int j = 0; j < k; ++j) {
+            const T offsets = (shifts.student[j] - r.max_s) - (shifts.teacher[j] - r.max_t) + r.log_ratio;
+            sum.add(shifts.teacher_scale(j, r) * (shifts.teacher_gap[j] + offsets * shifts.teacher_weight[j]));
+        }
+        r.teacher_log_ratio = sum.sum - sum.lost;
+    }
     return r;
 }
 
@@ -372,6 +418,27 @@ template <class Terms, class = void>
 inline constexpr bool next_row_scratch_v = false;
 template <class Terms>
 inline constexpr bool next_row_scratch_v<Terms, std::void_t<decltype(Terms::next_row_scratch)>> = Terms::next_row_scratch;
+
+/// Terms whose phi is f(ps, pt) + w pt (ls - lt), with d phi / d ls free of ls - lt, declare
+/// `static constexpr bool linear_in_log_ratio = true` and provide
+///   T log_ratio_weight() const                           w,
+///   V prepare_without_log_ratio(V ps, V pt) const        f's first part (a division, say),
+///   divergence_term<V> without_log_ratio(V ps, V pt, V prepared) const
+///                                                        f and d phi / d ls,
+/// valid where ps >= least_probability_v<T>. With the teacher's exps in the next row's gradient
+/// (next_row_scratch), the statistics then sum pt (ls - lt) over the row (teacher_log_ratio), and
+/// the loss pass reads neither logit row: it adds w times that sum, and takes the full terms
+/// (reading both logits) only for packs holding a smaller ps.
+template <class Terms, class = void>
+inline constexpr bool linear_in_log_ratio_v = false;
+template <class Terms>
+inline constexpr bool linear_in_log_ratio_v<Terms, std::void_t<decltype(Terms::linear_in_log_ratio)>> =
+    Terms::linear_in_log_ratio;
+/// The least ps for which a linear_in_log_ratio term's form without ls - lt is used: 64 times the
+/// least normal value, so that a ratio of probabilities over it (at most 1 / 64 of the largest
+/// finite value) cannot overflow.
+template <class T>
+inline constexpr T least_probability_v = T(64) * min_normal_v<T>;
 
 /// Terms that never read ls and lt themselves (only ps, pt and ls - lt) declare
 /// `static constexpr bool uses_log_probabilities = false`: the statistics then skip two logs per row.
@@ -558,7 +625,7 @@ struct divergence_row_kernel {
                     alignas(64) T ps[tile];
                     alignas(64) T pt[tile];
                     alignas(64) T d[ratio ? tile : 1];          // ls - lt
-                    alignas(64) T first[prepared ? tile : 1];   // Terms::prepare(ps, pt)
+                    alignas(64) T first[prepared || linear_in_log_ratio_v<Terms> ? tile : 1];  // Terms::prepare(ps, pt)
                     alignas(64) T ds[logs ? tile : 1];          // s' - max_s, t' - max_t
                     alignas(64) T dt[logs ? tile : 1];
                 } b;
@@ -569,6 +636,9 @@ struct divergence_row_kernel {
                 // written to it) and without (a runtime test inside the loops measured 20 % slower in cache).
                 const auto tiles = [&](auto use_scratch) DISTILL_LAMBDA_INLINE {
                     constexpr bool with_scratch = decltype(use_scratch)::value;
+                    // With the scratch row, terms linear in ls - lt read neither logit row: the
+                    // statistics summed that part (teacher_log_ratio), added below.
+                    constexpr bool linear = with_scratch && linear_in_log_ratio_v<Terms>;
                     for (index_t c0 = 0; c0 < cols; c0 += tile) {
                         const index_t width = cols - c0 < tile ? cols - c0 : tile;
                         // The shifts of this tile's exps: the row's maxima, or its chunk's running maxima
@@ -590,9 +660,23 @@ struct divergence_row_kernel {
                             }
                         }
                         // Full packs go to the buffers (lanes past the row's end hold probability 0).
+                        // ls - lt at `at`, from both logit rows (d = ds - dt + the tile's log ratio).
+                        const auto log_ratio_at = [&](index_t at, int count) DISTILL_LAMBDA_INLINE {
+                            const V ds = tempered(load_lanes<V>(s + at, 1, count, pad)) - shift_s;
+                            const V dt = tempered(load_lanes<V>(t + at, 1, count, pad)) - shift_t;
+                            return (ds - dt) + log_ratio;
+                        };
                         for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                             const index_t at = c0 + c;
                             next.fetch(at, false, true, false);
+                            if constexpr (linear) {
+                                const V ps = load_lanes<V>(student_exp + at, 1, count, T(0)) * V(scale_s);
+                                const V pt = load_lanes<V>(scratch + at, 1, count, T(0)) * V(scale_t);
+                                store_lanes(b.ps + c, 1, lanes, ps);
+                                store_lanes(b.pt + c, 1, lanes, pt);
+                                store_lanes(b.first + c, 1, lanes, row_terms.prepare_without_log_ratio(ps, pt));
+                                return;
+                            }
                             const auto student_shifted = [&]() DISTILL_LAMBDA_INLINE {
                                 return tempered(load_lanes<V>(s + at, 1, count, pad)) - shift_s;
                             };
@@ -618,6 +702,26 @@ struct divergence_row_kernel {
                         });
                         for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                             const auto at_buffer = [&](const T* p) DISTILL_LAMBDA_INLINE { return load_lanes<V>(p + c, 1, lanes, T(0)); };
+                            if constexpr (linear) {
+                                const index_t at = c0 + c;
+                                const V ps = at_buffer(b.ps), pt = at_buffer(b.pt);
+                                divergence_term<V> f = row_terms.without_log_ratio(ps, pt, at_buffer(b.first));
+                                if (const auto small = ps < V(least_probability_v<T>); any_lane(small)) {
+                                    // The full terms (a masked or very unlikely student class). The
+                                    // statistics counted w pt d where both exps are > 0: not again.
+                                    const V d = log_ratio_at(at, count);
+                                    const divergence_term<V> full = row_terms(V(0), V(0), ps, pt, d, row_terms.prepare(ps, pt));
+                                    const auto counted = load_lanes<V>(student_exp + at, 1, count, T(0)) > V(0) &&
+                                                         load_lanes<V>(scratch + at, 1, count, T(0)) > V(0);
+                                    const V linear_part = select(counted, V(row_terms.log_ratio_weight()) * pt * d, V(0));
+                                    f.value = select(small, full.value - linear_part, f.value);
+                                    f.d_log_student = select(small, full.d_log_student, f.d_log_student);
+                                }
+                                row_loss.add_to_block(f.value);
+                                row_a.add_to_block(f.d_log_student);
+                                store_lanes(scratch + at, 1, count, f.d_log_student);
+                                return;
+                            }
                             V ls = V(0), lt = V(0);
                             if constexpr (logs) {
                                 ls = at_buffer(b.ds) - st.log_sum_s;
@@ -641,10 +745,12 @@ struct divergence_row_kernel {
                 else tiles(std::false_type{});
                 loss = row_loss.lanes();
                 sum_a = row_a.lanes();
+                if constexpr (linear_in_log_ratio_v<Terms>)
+                    if (scratch) total = row_terms.log_ratio_weight() * st.teacher_log_ratio;
             } else {
                 loss_pass(std::false_type{});
             }
-            total = lane_sum(loss);
+            total += lane_sum(loss);
             total_a = lane_sum(sum_a);
         }
         if (g) {

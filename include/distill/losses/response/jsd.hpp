@@ -19,7 +19,9 @@
 // gradient row; the loss, leaving d phi / d ls there; the gradient), four exp, one division and
 // one log per class, O(1) extra memory per row. On the host SIMD path, when the backend runs the
 // next row after this one on the same worker (every row of a block but its last), the teacher's
-// exps and then d phi / d ls go to the next row's gradient instead: two exp per class.
+// exps and then d phi / d ls go to the next row's gradient instead: two exp per class, and the
+// loss pass reads neither logit row (the part of phi linear in ls - lt is summed with the
+// statistics; see without_log_ratio).
 // Masked logits: each half is weighted by its own probability, so a class where pt = 0
 // (ps = 0) drops the teacher (student) half; M > 0 wherever either probability is, so every
 // result is finite for any mask.
@@ -72,6 +74,33 @@ struct generalized_js_terms {
         const V ratio = (V(beta) * pt + V(one_minus_beta) * ps) / max_of(max_of(ps, pt), V(min_normal_v<T>));
         return max_of(ratio, V(min_weight));
     }
+
+    /// The same terms without ls - lt (linear_in_log_ratio): with L = lm - ls = log(M / ps),
+    ///   d phi / d ls = -(1 - beta) ps L,   phi = -(1 - beta) ps L - beta pt L - beta pt (ls - lt),
+    /// as lm - lt = L + (ls - lt). The kernel sums the last part, -beta sum_c pt (ls - lt), with
+    /// the row's statistics, and uses this form where ps >= least_probability_v<T>: M / ps then
+    /// lies in [1 - beta, 1 / least_probability_v<T>], a division and a log per class as before.
+    /// Where the student is far behind (L large), -beta pt L and -beta pt (ls - lt) nearly cancel
+    /// in the row's sum: the loss then carries an absolute error of about 1e-7 (float) times
+    /// beta sum_c pt |ls - lt|, a few ulps of a row's KL(pt || ps), where the log-space form had
+    /// 1e-7 per class; d phi / d ls keeps its accuracy.
+    static constexpr bool linear_in_log_ratio = true;
+    DISTILL_HD T log_ratio_weight() const noexcept { return minus_beta; }
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE V prepare_without_log_ratio(V ps, V pt) const noexcept {
+        return (V(beta) * pt + V(one_minus_beta) * ps) / max_of(ps, V(least_probability_v<T>));
+    }
+    template <class V>
+    DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> without_log_ratio(V ps, V pt, V prepared) const noexcept {
+        // Where ps >= least_probability_v<T>, L is finite (prepared lies in [1 - beta,
+        // 1 / least_probability_v<T>]), so pt = 0 gives a teacher part of 0 without a select; both
+        // parts together are -M L. (The kernel replaces the lanes of smaller ps.)
+        const V mixture_minus_student = log_positive(prepared);
+        const V student_half = V(minus_one_minus_beta) * ps * mixture_minus_student;
+        const V value = -((V(beta) * pt + V(one_minus_beta) * ps) * mixture_minus_student);
+        return {value, student_half, value - student_half};
+    }
+
     template <class V>
     DISTILL_HD DISTILL_FORCE_INLINE divergence_term<V> operator()(V ls, V lt, V ps, V pt, V ls_minus_lt) const noexcept {
         return (*this)(ls, lt, ps, pt, ls_minus_lt, prepare(ps, pt));
