@@ -205,7 +205,8 @@ struct settings {
     std::vector<std::string> methods;   // empty: all
     std::vector<std::string> backends{"eigen", "thrust_omp"};
     int small_repetitions = 5;
-    int large_repetitions = 3;
+    int large_repetitions = 7;        ///< distill and the probe (a call of 0.05-0.2 s each)
+    int large_peer_repetitions = 3;   ///< LibTorch (seconds per call)
     double small_min_time = 0.1;        // seconds per repetition (Google Benchmark's MinTime)
 };
 
@@ -236,7 +237,8 @@ void print_help() {
         "  --backends LIST     eigen,thrust_omp (default both)\n"
         "  --no-torch          skip LibTorch even when built with it\n"
         "  --no-torch-cached   skip the second LibTorch measurement (caching allocator, 1 thread)\n"
-        "  --repetitions N,M   repetitions at the small and the large shapes (default 5,3)");
+        "  --repetitions N,M,K repetitions at the small shapes, at the large shapes, and of LibTorch at\n"
+        "                      the large shapes (default 5,7,3)");
 }
 
 /// Parses the bench's own options and removes them from argv (the rest is Google Benchmark's).
@@ -286,6 +288,7 @@ std::optional<settings> parse(int& argc, char** argv) {
             const auto parts = split(value(), ',');
             if (!parts.empty()) s.small_repetitions = std::max(1, std::atoi(parts[0].c_str()));
             if (parts.size() > 1) s.large_repetitions = std::max(1, std::atoi(parts[1].c_str()));
+            if (parts.size() > 2) s.large_peer_repetitions = std::max(1, std::atoi(parts[2].c_str()));
         } else {
             argv[kept++] = argv[i];
         }
@@ -656,9 +659,9 @@ std::string torch_key(const char* method, const shape& s, int threads, bool cach
 
 /// Repetitions and iterations: at the small shapes MinTime per repetition (many calls each),
 /// at the large shapes one call per repetition.
-void configure(benchmark::internal::Benchmark* b, const shape& s, const settings& cfg) {
+void configure(benchmark::internal::Benchmark* b, const shape& s, const settings& cfg, bool peer = false) {
     b->Unit(benchmark::kMillisecond)->UseRealTime();
-    if (is_large(s)) b->Iterations(1)->Repetitions(cfg.large_repetitions);
+    if (is_large(s)) b->Iterations(1)->Repetitions(peer ? cfg.large_peer_repetitions : cfg.large_repetitions);
     else b->MinTime(cfg.small_min_time)->Repetitions(cfg.small_repetitions);
 }
 
@@ -786,7 +789,7 @@ void register_torch(const Case& c, const shape& s, int threads, const settings& 
                     m->loss = loss;
                     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.bytes_moved(s)));
                 }),
-            s, cfg);
+            s, cfg, true);
     }
 }
 #endif
@@ -1125,7 +1128,8 @@ void write_json(const std::string& path, const std::vector<record>& records, con
     out << "    \"libtorch_allocator\": \"libtorch_ms: LibTorch's default CPU allocator (glibc malloc); "
            "libtorch_cached_ms: a caching allocator (freed blocks reused by size, one untimed warm-up step)\",\n";
     out << "    \"quick\": " << (cfg.quick ? "true" : "false") << ",\n";
-    out << "    \"repetitions\": {\"small\": " << cfg.small_repetitions << ", \"large\": " << cfg.large_repetitions << "},\n";
+    out << "    \"repetitions\": {\"small\": " << cfg.small_repetitions << ", \"large\": " << cfg.large_repetitions
+        << ", \"large_libtorch\": " << cfg.large_peer_repetitions << "},\n";
 #if DISTILL_BENCH_COUNTS_MALLOC
     out << "    \"heap_accounting\": \"glibc malloc family interposed (operator new, std::malloc, posix_memalign)\"\n";
 #else
