@@ -82,8 +82,8 @@ struct generalized_js_terms {
     /// lies in [1 - beta, 1 / least_probability_v<T>], a division and a log per class as before.
     /// Where the student is far behind (L large), -beta pt L and -beta pt (ls - lt) nearly cancel
     /// in the row's sum: the loss then carries an absolute error of about 1e-7 (float) times
-    /// beta sum_c pt |ls - lt|, a few ulps of a row's KL(pt || ps), where the log-space form had
-    /// 1e-7 per class; d phi / d ls keeps its accuracy.
+    /// beta sum_c pt |ls - lt| (of the size of KL(pt || ps)), where the log-space form had 1e-7
+    /// per class; d phi / d ls keeps its accuracy.
     static constexpr bool linear_in_log_ratio = true;
     DISTILL_HD T log_ratio_weight() const noexcept { return minus_beta; }
     template <class V>
