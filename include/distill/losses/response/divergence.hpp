@@ -154,6 +154,24 @@ struct next_row_lines {
     }
 };
 
+/// The sums behind softmax_pair_stats::teacher_log_ratio: et (ds - dt) and et over the classes
+/// whose two exps are > 0 (`counted`, the same test by which the loss pass leaves out what was
+/// counted here for the classes it takes in full).
+template <class V>
+struct teacher_log_ratio_sums {
+    blocked_sum<V> gap, weight;
+    DISTILL_HD DISTILL_FORCE_INLINE static auto counted(V es, V et) noexcept { return es > V(0) && et > V(0); }
+    DISTILL_HD DISTILL_FORCE_INLINE void add_to_block(V es, V et, V ds, V dt) noexcept {
+        const auto both = counted(es, et);
+        gap.add_to_block(select(both, et * (ds - dt), V(0)));
+        weight.add_to_block(select(both, et, V(0)));
+    }
+    DISTILL_HD DISTILL_FORCE_INLINE void close_block() noexcept {
+        gap.close_block();
+        weight.close_block();
+    }
+};
+
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
 /// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When
 /// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
@@ -196,7 +214,8 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
         r.max_s = lane_max(max_s);
         r.max_t = lane_max(max_t);
     }
-    blocked_sum<V> sum_s, sum_t, teacher_gap, teacher_weight;
+    blocked_sum<V> sum_s, sum_t;
+    teacher_log_ratio_sums<V> ratio_sums;
     V gap_lanes = V(0);
     for_each_pack_in_blocks<V, 16>(
         cols,
@@ -211,23 +230,18 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
             sum_t.add_to_block(et);
             if (teacher_exp) {
                 store_lanes(teacher_exp + c * ce, ce, count, et);
-                const auto both = es > V(0) && et > V(0);
-                teacher_gap.add_to_block(select(both, et * (ds - dt), V(0)));
-                teacher_weight.add_to_block(select(both, et, V(0)));
+                ratio_sums.add_to_block(es, et, ds, dt);
             }
             if (gap) gap_lanes += select(es > V(0), es * (ds - dt), V(0));
         },
         [&]() DISTILL_LAMBDA_INLINE {
             sum_s.close_block();
             sum_t.close_block();
-            if (teacher_exp) {
-                teacher_gap.close_block();
-                teacher_weight.close_block();
-            }
+            if (teacher_exp) ratio_sums.close_block();
         });
     if (gap) r.student_gap = lane_sum(gap_lanes);
     r.set_sums(sum_s.value(), sum_t.value(), log_sums);
-    if (teacher_exp) r.teacher_log_ratio = (teacher_gap.value() + teacher_weight.value() * r.log_ratio) * r.inv_sum_t;
+    if (teacher_exp) r.teacher_log_ratio = (ratio_sums.gap.value() + ratio_sums.weight.value() * r.log_ratio) * r.inv_sum_t;
     return r;
 }
 
@@ -310,7 +324,7 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
         shifts.teacher[k] = shift_t;
         const T chunk_shift_s = shift_s, chunk_shift_t = shift_t;  // constants of the loop below
         const index_t next_width = cols - c0 - width;  // of the next chunk, to prefetch (<= chunk)
-        blocked_sum<V> teacher_gap, teacher_weight;
+        teacher_log_ratio_sums<V> ratio_sums;
         for_each_pack_in_blocks<V, 16>(
             width,
             [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
@@ -328,22 +342,17 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> chunked_softmax_pair_stati
                 sum_t.add_to_block(et);
                 if (teacher_exp) {
                     store_lanes(teacher_exp + c0 + c, 1, count, et);
-                    const auto both = es > V(0) && et > V(0);
-                    teacher_gap.add_to_block(select(both, et * (ds - dt), V(0)));
-                    teacher_weight.add_to_block(select(both, et, V(0)));
+                    ratio_sums.add_to_block(es, et, ds, dt);
                 }
             },
             [&]() DISTILL_LAMBDA_INLINE {
                 sum_s.close_block();
                 sum_t.close_block();
-                if (teacher_exp) {
-                    teacher_gap.close_block();
-                    teacher_weight.close_block();
-                }
+                if (teacher_exp) ratio_sums.close_block();
             });
         if (teacher_exp) {
-            shifts.teacher_gap[k] = teacher_gap.value();
-            shifts.teacher_weight[k] = teacher_weight.value();
+            shifts.teacher_gap[k] = ratio_sums.gap.value();
+            shifts.teacher_weight[k] = ratio_sums.weight.value();
         }
     }
     softmax_pair_stats<T> r;
@@ -641,7 +650,6 @@ struct divergence_row_kernel {
                     // statistics summed that part (teacher_log_ratio), added below. (The branches
                     // test linear_terms first: a condition on the lambda's own parameter alone
                     // would leave their non-dependent calls to be checked for every Terms.)
-                    constexpr bool linear = with_scratch && linear_terms;
                     for (index_t c0 = 0; c0 < cols; c0 += tile) {
                         const index_t width = cols - c0 < tile ? cols - c0 : tile;
                         // The shifts of this tile's exps: the row's maxima, or its chunk's running maxima
@@ -672,7 +680,7 @@ struct divergence_row_kernel {
                         for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                             const index_t at = c0 + c;
                             next.fetch(at, false, true, false);
-                            if constexpr (linear_terms) if constexpr (linear) {
+                            if constexpr (linear_terms) if constexpr (with_scratch) {
                                 const V ps = load_lanes<V>(student_exp + at, 1, count, T(0)) * V(scale_s);
                                 const V pt = load_lanes<V>(scratch + at, 1, count, T(0)) * V(scale_t);
                                 store_lanes(b.ps + c, 1, lanes, ps);
@@ -705,7 +713,7 @@ struct divergence_row_kernel {
                         });
                         for_each_pack<V>(width, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                             const auto at_buffer = [&](const T* p) DISTILL_LAMBDA_INLINE { return load_lanes<V>(p + c, 1, lanes, T(0)); };
-                            if constexpr (linear_terms) if constexpr (linear) {
+                            if constexpr (linear_terms) if constexpr (with_scratch) {
                                 const index_t at = c0 + c;
                                 const V ps = at_buffer(b.ps), pt = at_buffer(b.pt);
                                 divergence_term<V> f = row_terms.without_log_ratio(ps, pt, at_buffer(b.first));
@@ -714,8 +722,8 @@ struct divergence_row_kernel {
                                     // statistics counted w pt d where both exps are > 0: not again.
                                     const V d = log_ratio_at(at, count);
                                     const divergence_term<V> full = row_terms(V(0), V(0), ps, pt, d, row_terms.prepare(ps, pt));
-                                    const auto counted = load_lanes<V>(student_exp + at, 1, count, T(0)) > V(0) &&
-                                                         load_lanes<V>(scratch + at, 1, count, T(0)) > V(0);
+                                    const auto counted = teacher_log_ratio_sums<V>::counted(
+                                        load_lanes<V>(student_exp + at, 1, count, T(0)), load_lanes<V>(scratch + at, 1, count, T(0)));
                                     const V linear_part = select(counted, V(row_terms.log_ratio_weight()) * pt * d, V(0));
                                     f.value = select(small, full.value - linear_part, f.value);
                                     f.d_log_student = select(small, full.d_log_student, f.d_log_student);
