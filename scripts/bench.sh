@@ -5,7 +5,8 @@
 # (one record per measurement) and bench/results.md (the same as Markdown tables); then runs
 # distill_feature_bench (feature and relation methods), which writes bench/feature_results.json/.md.
 # When nvcc exists, the CUDA variant is built too (a compile check); where a GPU exists it also
-# runs and writes bench/results_cuda.json.
+# runs and writes bench/results_cuda.json, and bench/torch_cuda_peer.py (PyTorch on the same GPU,
+# where python3 has CUDA PyTorch) writes bench/torch_cuda_results.json.
 #
 #   ./scripts/bench.sh             the full run (all shapes, 1 and 2 threads, both backends, LibTorch)
 #   ./scripts/bench.sh --quick     fewer repetitions; LibTorch single-threaded at the large shapes
@@ -54,5 +55,9 @@ if [ -x build-bench/bench/distill_bench_cuda ]; then
     ./build-bench/bench/distill_bench_cuda --json bench/results_cuda.json || status=$?
     if [ "$status" -ne 0 ] && [ "$status" -ne 77 ]; then  # 77: no GPU here, compiled only
         exit "$status"
+    fi
+    # PyTorch's autograd on the same GPU, where a Python with CUDA PyTorch exists (optional peer).
+    if [ "$status" -eq 0 ] && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        python3 bench/torch_cuda_peer.py --json bench/torch_cuda_results.json
     fi
 fi

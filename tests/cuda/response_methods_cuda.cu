@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -71,6 +72,98 @@ void compare(const char* method, const HostResult& host, const DeviceResult& dev
     std::printf("%-16s loss %.6f  max |gpu - cpu| %.2e  %s\n", method, static_cast<double>(host.loss), worst,
                 ok ? "ok" : "FAILED");
     failures += !ok;
+}
+
+/// Long rows (one GPU block per row, 256 threads as the lanes: many packs per row and a partial
+/// last one), with masked classes (-inf logits): `both` masks the same classes in both rows (every
+/// method stays finite), `mixed` masks some in the student, some in the teacher, some in both
+/// (the KL methods are then infinite, so only the others run). The GPU against the CPU backend,
+/// loss and gradient relative to their size.
+enum class masking { none, both, mixed };
+struct long_rows {
+    long n, c;
+    std::vector<float> student, teacher;
+    std::vector<std::int64_t> labels;
+    long_rows(long rows_, long cols_, masking masked) : n(rows_), c(cols_), student(rows_ * cols_), teacher(rows_ * cols_), labels(rows_) {
+        unsigned state = 777u + static_cast<unsigned>(cols_);
+        auto next = [&] { return (state = state * 1664525u + 1013904223u) / 4294967296.0f * 16.0f - 8.0f; };
+        for (auto& x : student) x = next();
+        for (auto& x : teacher) x = next();
+        for (long i = 0; i < n; ++i) labels[i] = (i * 7919) % c;
+        if (masked != masking::none)
+            for (long e = 0; e < n * c; e += 97) {
+                const bool mixed = masked == masking::mixed;
+                if (!mixed || (e / 97) % 3 != 1) student[e] = -INFINITY;  // the student masked, or both
+                if (!mixed || (e / 97) % 3 != 0) teacher[e] = -INFINITY;  // the teacher masked, or both
+            }
+    }
+    template <class Loss, class Options>
+    void check(const char* method, const Loss& loss, const Options& options) const {
+        const auto hs = distill::make_view(student.data(), n, c), ht = distill::make_view(teacher.data(), n, c);
+        const auto hy = distill::make_view(labels.data(), n);
+        const thrust::device_vector<float> ds(student.begin(), student.end()), dt(teacher.begin(), teacher.end());
+        const thrust::device_vector<std::int64_t> dy(labels.begin(), labels.end());
+        const auto host = loss(hs, ht, hy, options);
+        const auto device = loss(distill::as_matrix(ds, n, c), distill::as_matrix(dt, n, c), dy, options);
+        const thrust::host_vector<float> grad(device.grad_student.storage_object());
+        double worst = 0, largest = 0;
+        for (long e = 0; e < n * c; ++e) {
+            const double h = host.grad_student.data()[e];
+            worst = std::fmax(worst, std::fabs(h - grad[e]));
+            largest = std::fmax(largest, std::fabs(h));
+        }
+        const double loss_error = std::fabs(static_cast<double>(host.loss) - device.loss) / std::fmax(1.0, std::fabs(host.loss));
+        const bool ok = host.status.ok() && device.status.ok() && std::isfinite(host.loss) && loss_error <= 1e-5 &&
+                        worst <= 1e-4 * largest;
+        std::printf("%-16s %ld x %-6ld loss %.6f  loss error %.1e  max |gpu - cpu| / max |grad| %.1e  %s\n", method, n, c,
+                    static_cast<double>(host.loss), loss_error, largest > 0 ? worst / largest : worst, ok ? "ok" : "FAILED");
+        failures += !ok;
+    }
+};
+
+void check_long_rows() {
+    for (const masking masked : {masking::none, masking::both, masking::mixed}) {
+        for (const long cols_ : {1000L, 70001L}) {
+            const long_rows in(cols_ > 10000 ? 3 : 9, cols_, masked);
+            if (masked != masking::mixed) {
+                in.check("kd", distill::kd, distill::kd_options{.temperature = 2.0});
+                in.check("kd T = 0.5", distill::kd, distill::kd_options{.temperature = 0.5});
+                in.check("reverse_kd", distill::reverse_kd, distill::reverse_kd_options{.temperature = 2.0});
+                in.check("dkd", distill::dkd, distill::dkd_options{});
+            }
+            in.check("jsd", distill::jsd, distill::jsd_options{.temperature = 2.0, .beta = 0.3});
+            in.check("jsd T = 0.5", distill::jsd, distill::jsd_options{.temperature = 0.5, .beta = 0.5});
+            in.check("tvd", distill::tvd, distill::tvd_options{.temperature = 2.0});
+            in.check("skew_kd", distill::skew_kd, distill::skew_kd_options{.alpha = 0.1});
+            if (masked == masking::none) {  // (a masked student class at a teacher id: an infinite loss)
+                // kd_topk: 64 distinct ids per row ((131 i + 997 j) mod C), log-probabilities -1 - j / 10.
+                constexpr long k = 64;
+                std::vector<std::int64_t> ids(in.n * k);
+                std::vector<float> logprob(in.n * k);
+                for (long i = 0; i < in.n; ++i)
+                    for (long j = 0; j < k; ++j) {
+                        ids[i * k + j] = (131 * i + 997 * j) % in.c;
+                        logprob[i * k + j] = -1.0f - 0.1f * static_cast<float>(j);
+                    }
+                const thrust::device_vector<std::int64_t> dids(ids.begin(), ids.end());
+                const thrust::device_vector<float> dlp(logprob.begin(), logprob.end());
+                const auto hids = distill::make_view(ids.data(), in.n, k);
+                const auto hlp = distill::make_view(logprob.data(), in.n, k);
+                for (const bool renormalize : {false, true}) {
+                    const distill::kd_topk_options o{.temperature = renormalize ? 2.0 : 1.0, .renormalize = renormalize};
+                    in.check(renormalize ? "kd_topk renorm" : "kd_topk",
+                             [&](const auto& s, const auto& t, const auto& y, const auto& opts) {
+                                 (void)t;
+                                 if constexpr (std::is_same_v<std::remove_cvref_t<decltype(y)>, thrust::device_vector<std::int64_t>>)
+                                     return distill::kd_topk(s, distill::as_matrix(dids, in.n, k), distill::as_matrix(dlp, in.n, k), y, opts);
+                                 else
+                                     return distill::kd_topk(s, hids, hlp, y, opts);
+                             },
+                             o);
+                }
+            }
+        }
+    }
 }
 
 }  // namespace
@@ -179,5 +272,6 @@ int main() {
                std::fmax(worst_of(host_mt_grad.data(), mt_grad, rows * cols), worst_of(host_mt_loss.data(), mt_loss, 1)),
                host_mt.ok() && device_mt.ok());
     }
+    check_long_rows();
     return failures == 0 ? 0 : 1;
 }

@@ -2,6 +2,7 @@
 // CPU backend for the response methods other than kd, their errors through device memory, the
 // grad_scale / accumulate outputs (kd included) and the dml and multi_teacher schemes.
 // Each family's tests live in parity/<family>.hpp.
+#include "lockstep_backend.hpp"  // first: see there
 #include "thrust_support.hpp"
 
 #include "parity/divergences.hpp"

@@ -6,6 +6,7 @@
 
 #include <distill/thrust.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,25 @@ std::vector<T> host_copy(const distill::tensor<T, distill::device_space>& t) {
 template <class T>
 std::vector<T> host_copy(const distill::tensor<T>& t) {
     return std::vector<T>(t.data(), t.data() + t.size());
+}
+
+/// A result of the GPU's block-per-row path (lockstep_backend.hpp: one-pass statistics, lane sums
+/// in another order, nothing stored between passes) against the CPU backend's: the loss, the row
+/// losses and d/dT within rtol of their size (d/dT absolute per row, as it sums terms of both
+/// signs), and each gradient element within rtol of the largest (a_c - ps_c A cancels in small
+/// elements, whose relative error is then larger whatever the arithmetic).
+template <class T, class Result, class Expected>
+void check_lockstep_parity(const Result& lockstep, const Expected& cpu, distill::index_t n) {
+    const double rtol = std::is_same_v<T, float> ? 1e-4 : 1e-11;
+    REQUIRE(lockstep.status.ok());
+    REQUIRE(cpu.status.ok());
+    DISTILL_CHECK_CLOSE(lockstep.loss, cpu.loss, rtol, rtol);
+    DISTILL_CHECK_CLOSE(lockstep.grad_temperature, cpu.grad_temperature, rtol, rtol * static_cast<double>(n));
+    const std::vector<T> expected = host_copy(cpu.grad_student);
+    double largest = 0;
+    for (const T g : expected) largest = std::fmax(largest, std::fabs(static_cast<double>(g)));
+    check_all_close(host_copy(lockstep.grad_student), expected, rtol, rtol * largest);
+    check_all_close(host_copy(lockstep.row_losses), host_copy(cpu.row_losses), rtol, rtol);
 }
 
 /// A host problem copied to device memory.

@@ -4,6 +4,7 @@
 // so "device" memory is host memory run by OpenMP threads: the same source that runs on
 // CUDA under nvcc. Checks the device adapters, parity of the Thrust backend with the CPU
 // backend, and that errors found in device memory are reported and leave outputs alone.
+#include "lockstep_backend.hpp"  // first: see there
 #include "thrust_support.hpp"
 
 #include <thrust/copy.h>
@@ -148,6 +149,9 @@ TEST_CASE_TEMPLATE("thrust: the device backend matches the CPU backend", T, floa
                         check_parity<T>(distill::kd(distill::thrust_host(thrust::omp::par), ha.student, ha.teacher, ha.labels,
                                                     ha.weight, opts),
                                         cpu, n);
+                        // The GPU's block-per-row path on the host (lockstep_backend.hpp).
+                        check_lockstep_parity<T>(distill::kd(lockstep_backend<4>{}, ha.student, ha.teacher, ha.labels, ha.weight, opts), cpu, n);
+                        check_lockstep_parity<T>(distill::kd(lockstep_backend<64>{}, ha.student, ha.teacher, ha.labels, ha.weight, opts), cpu, n);
                         ++runs;
                     }
     CHECK(runs == 84);  // 4 shapes x 2 x 2 temperatures x 3 reductions, standardize only where C >= 2

@@ -76,10 +76,36 @@ DISTILL_HD constexpr T lane_max(T x) noexcept {
 template <class V>
 inline constexpr int lanes_v = 1;
 
-/// One value's worth of elements from p (stride in elements): a scalar reads *p.
+/// How the workers that hold a value type's lanes cooperate. A value type is held by one worker
+/// (a scalar, float_pack) unless it says otherwise: then it is `cooperative` (a CUDA block whose
+/// threads hold one lane each, cuda_lanes.hpp), and a row kernel written over V must
+///   * touch element c + k of a pack only through lane k (load_lanes / store_lanes), which every
+///     pass maps to the same worker, so that no worker reads what another wrote;
+///   * call lane_sum, lane_max and any_lane (collective: every worker takes part) from code that
+///     every worker runs alike;
+///   * write a single element outside the packs only from the leader, after barrier() (dkd's
+///     target class).
+/// Cooperative value types take the plain strided form of the kernels (no prefetch, chunks, tiles
+/// or next-row scratch: those are for one host core).
+template <class V>
+struct lane_group {
+    static constexpr bool cooperative = false;
+    DISTILL_HD static constexpr void barrier() noexcept {}
+    DISTILL_HD static constexpr bool leader() noexcept { return true; }
+};
+template <class V>
+inline constexpr bool cooperative_v = lane_group<V>::cooperative;
+/// Whether V is a pack held by one host core (float_pack): the kernels' unit-stride forms, with
+/// prefetches, chunks and tiles, are for those.
+template <class V>
+inline constexpr bool host_simd_v = lanes_v<V> > 1 && !cooperative_v<V>;
+
+/// One value's worth of elements from p (stride in elements): a scalar reads *p; a pack type
+/// with a static load(p, stride, count, fill) reads through it.
 template <class V, class T>
-DISTILL_HD DISTILL_FORCE_INLINE V load_lanes(const T* p, index_t, int, T) noexcept {
-    return *p;
+DISTILL_HD DISTILL_FORCE_INLINE V load_lanes(const T* p, index_t stride, int count, T fill) noexcept {
+    if constexpr (requires { V::load(p, stride, count, fill); }) return V::load(p, stride, count, fill);
+    else return *p;
 }
 template <class V, class T>
 DISTILL_HD DISTILL_FORCE_INLINE void store_lanes(T* p, index_t, int, V v) noexcept {
@@ -394,6 +420,33 @@ DISTILL_HD DISTILL_FORCE_INLINE V load_lanes_excluding(const T* row, index_t c, 
     return x;
 }
 
+/// The elements base[ids[q * id_stride] * stride] for the lanes q < count (`fill` past count): a
+/// pack's worth of a row at scattered columns (kd_topk's teacher ids). A pack type with a static
+/// gather(base, stride, ids, id_stride, count, fill) gathers through it.
+template <class V, class T, class Index>
+DISTILL_HD DISTILL_FORCE_INLINE V gather_lanes(const T* base, index_t stride, const Index* ids, index_t id_stride, int count,
+                                               T fill) noexcept {
+    if constexpr (requires { V::gather(base, stride, ids, id_stride, count, fill); }) {
+        return V::gather(base, stride, ids, id_stride, count, fill);
+    } else {
+        constexpr int lanes = lanes_v<V>;
+        T values[lanes];
+        for (int q = 0; q < lanes; ++q) values[q] = q < count ? base[static_cast<index_t>(ids[q * id_stride]) * stride] : fill;
+        return load_lanes<V>(values, 1, lanes, fill);
+    }
+}
+/// base[ids[q * id_stride] * stride] -= x_q for the lanes q < count where x_q != 0 (the ids of a
+/// pack distinct).
+template <class V, class T, class Index>
+DISTILL_HD DISTILL_FORCE_INLINE void subtract_at_lanes(T* base, index_t stride, const Index* ids, index_t id_stride, int count,
+                                                       V x) noexcept {
+    constexpr int lanes = lanes_v<V>;
+    T values[lanes];
+    store_lanes(values, 1, lanes, x);
+    for (int q = 0; q < count; ++q)
+        if (values[q] != T(0)) base[static_cast<index_t>(ids[q * id_stride]) * stride] -= values[q];
+}
+
 /// a * b rounded to T, never fused into a following addition (FMA contraction, on by default in
 /// GCC with -march=native and in nvcc): for values that must compare bitwise equal when their
 /// inputs are, such as ps and pt of equal rows where tvd's |pt - ps| has its tie.
@@ -542,3 +595,7 @@ DISTILL_HD DISTILL_FORCE_INLINE void for_each_pack_in_blocks(index_t cols, Body&
 }
 
 }  // namespace distill::detail
+
+#if defined(__CUDACC__)
+#include "cuda_lanes.hpp"  // block_lanes: a CUDA block's threads as the lanes of one value
+#endif

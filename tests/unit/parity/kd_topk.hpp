@@ -83,6 +83,14 @@ void check_topk_parity(const topk_inputs<T>& in, const distill::kd_topk_options&
     check_all_close(host_copy(dev.row_losses), host_copy(cpu.row_losses), rtol, 1e-30);
     CHECK(std::isfinite(static_cast<double>(cpu.loss)));
     CHECK(cpu.loss != T(0));  // the comparison means something
+    // The GPU's block-per-row path on the host (lockstep_backend.hpp): 64 lanes and 4.
+    const auto lockstep = [&](const auto& backend) {
+        return with_rows ? distill::kd_topk(backend, s, ids, lp, distill::make_view(in.labels.data(), in.n),
+                                            distill::make_view(in.weight.data(), in.n), opts)
+                         : distill::kd_topk(backend, s, ids, lp, distill::none, distill::none, opts);
+    };
+    check_lockstep_parity<T>(lockstep(lockstep_backend<64>{}), cpu, in.n);
+    check_lockstep_parity<T>(lockstep(lockstep_backend<4>{}), cpu, in.n);
 }
 
 }  // namespace kd_topk_parity

@@ -37,6 +37,12 @@ auto compute(const distill::dkd_options& o, const distill::response_args<T, Spac
     return distill::dkd(a.student, a.teacher, a.labels, a.weight, o);
 }
 
+/// dkd on a given backend (host memory).
+template <class Backend, class T>
+auto compute_on(const Backend& backend, const distill::dkd_options& o, const distill::response_args<T, distill::host_space>& a) {
+    return distill::dkd(backend, a.student, a.teacher, a.labels, a.weight, o);
+}
+
 /// Device and CPU agree: per-row values to rounding, sums over the rows to reordering.
 template <class T, class DeviceResult, class HostResult>
 void check_same(const DeviceResult& dev, const HostResult& cpu, index_t n) {
@@ -74,6 +80,12 @@ int check_parity_over_shapes(Configure&& configure) {
                 const auto dev = compute(opts, dp.args());
                 static_assert(std::is_same_v<decltype(dev), const distill::loss_result<T, device_space>>);
                 check_same<T>(dev, cpu, n);
+                if constexpr (std::is_same_v<Options, distill::dkd_options>) {
+                    // The GPU's block-per-row path on the host (lockstep_backend.hpp).
+                    const auto ha = hp.args();
+                    check_lockstep_parity<T>(compute_on(lockstep_backend<4>{}, opts, ha), cpu, n);
+                    check_lockstep_parity<T>(compute_on(lockstep_backend<64>{}, opts, ha), cpu, n);
+                }
                 ++runs;
             }
     return runs;

@@ -51,7 +51,7 @@ struct ce_row_kernel {
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
         using V = row_value_t<T>;
-        if constexpr (lanes_v<V> > 1)
+        if constexpr (host_simd_v<V>)
             if (ctx.student.col_stride == 1 && (!ctx.grad.present() || ctx.grad.col_stride == 1)) return row<V, true>(i);
         return row<V, false>(i);
     }

@@ -172,6 +172,61 @@ struct teacher_log_ratio_sums {
     }
 };
 
+/// Per lane: the running maximum of raw values x (f increasing) and the compensated sum of
+/// exp(f(x) - f(max)), rescaled when the maximum rises (online softmax).
+template <class V, class T>
+struct online_exp_sum {
+    V max, sum, lost;
+    DISTILL_HD DISTILL_FORCE_INLINE online_exp_sum(V lowest_value) noexcept : max(lowest_value), sum(V(0)), lost(V(0)) {}
+    template <class F>
+    DISTILL_HD DISTILL_FORCE_INLINE void add(const F& f, V x) noexcept {
+        raise_running_max(max, sum, lost, x, f);  // select form; block_lanes: a branch per thread
+        // The shift at least lowest: f(lowest) overflows to -inf for f(x) = x / T with T < 1, and a
+        // lane that has seen only -inf would take exp(-inf - -inf).
+        const V y = exp_nonpositive(f(x) - max_of(f(max), V(lowest<T>()))) - lost;
+        const V total = sum + y;
+        lost = (total - sum) - y;
+        sum = total;
+    }
+};
+/// The lanes where x > max rescale sum and lost by exp(f(max) - f(x)) and take x as their max.
+template <class V, class F>
+DISTILL_HD DISTILL_FORCE_INLINE void raise_running_max(V& max, V& sum, V& lost, V x, const F& f) noexcept {
+    const auto rises = x > max;
+    const V scale = select(rises, exp_nonpositive(f(max) - f(x)), V(1));
+    sum = sum * scale;
+    lost = lost * scale;
+    max = select(rises, x, max);
+}
+
+/// softmax_pair_statistics in one pass over both rows, for cooperative value types (a GPU block
+/// per row, where a second pass costs a row's memory traffic and an exp costs little): each lane
+/// keeps online_exp_sum of its elements, and the lanes are combined against the row's maxima.
+/// Only for increasing scalings, without stored exps or the reverse-KL gap.
+template <class V, bool Excluding, class T, class FS, class FT>
+DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> online_softmax_pair_statistics(const T* s, index_t cs, const T* t, index_t ct,
+                                                                          index_t cols, const FS& fs, const FT& ft,
+                                                                          bool log_sums, index_t skip) noexcept {
+    const T pad = -infinity_v<T>;
+    const auto load = [&](const T* row, index_t stride, index_t c, int count) DISTILL_LAMBDA_INLINE {
+        if constexpr (Excluding) return load_lanes_excluding<V>(row, c, stride, count, pad, skip);
+        else return load_lanes<V>(row + c * stride, stride, count, pad);
+    };
+    online_exp_sum<V, T> os(V(lowest<T>())), ot(V(lowest<T>()));
+    for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+        os.add(fs, load(s, cs, c, count));
+        ot.add(ft, load(t, ct, c, count));
+    });
+    softmax_pair_stats<T> r;
+    r.max_s = max_of(lowest<T>(), fs(lane_max(os.max)));  // as the two-pass form: the maximum of fs(x) and lowest
+    r.max_t = max_of(lowest<T>(), ft(lane_max(ot.max)));
+    // Each lane's sum against the row's maximum (a lane that saw no finite value has sum 0).
+    const V to_row_s = exp_nonpositive(fs(os.max) - V(r.max_s)), to_row_t = exp_nonpositive(ft(ot.max) - V(r.max_t));
+    r.set_sums(lane_sum(os.sum * to_row_s) - lane_sum(os.lost * to_row_s),
+               lane_sum(ot.sum * to_row_t) - lane_sum(ot.lost * to_row_t), log_sums);
+    return r;
+}
+
 /// softmax_pair_stats of the transformed rows fs(s), ft(t) (fs(x) = x / T, or a standardization),
 /// in two passes over V lanes: the maxima, then compensated sums of exp(x - max). When
 /// `student_exp` is not null, exp(fs(s) - max_s) is also stored there (stride `ce`): the caller's
@@ -191,6 +246,9 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
                                                          const FS& fs, const FT& ft, T* student_exp = nullptr,
                                                          index_t ce = 1, next_row_lines<T> next = {}, bool log_sums = true,
                                                          bool gap = false, index_t skip = -1, T* teacher_exp = nullptr) noexcept {
+    if constexpr (cooperative_v<V> && is_row_scaling_v<FS> && is_row_scaling_v<FT>)
+        if (!student_exp && !teacher_exp && !gap)
+            return online_softmax_pair_statistics<V, Excluding>(s, cs, t, ct, cols, fs, ft, log_sums, skip);
     const T pad = -infinity_v<T>;  // lanes past the row's end (and the skipped column): exp(-inf) = 0
     const auto load = [&](const T* row, index_t stride, index_t c, int count) DISTILL_LAMBDA_INLINE {
         if constexpr (Excluding) return load_lanes_excluding<V>(row, c, stride, count, pad, skip);
@@ -382,7 +440,7 @@ DISTILL_HD DISTILL_FORCE_INLINE const T* next_row_for_prefetch(const matrix_ref<
 /// Whether a row kernel may run its unit-stride form: every row it touches is contiguous.
 template <class V, class T, class G>
 DISTILL_HD constexpr bool unit_stride_rows(const matrix_ref<const T>& s, const matrix_ref<const T>& t, const G& g) noexcept {
-    return lanes_v<V> > 1 && s.col_stride == 1 && t.col_stride == 1 && (!g.present() || g.col_stride == 1);
+    return host_simd_v<V> && s.col_stride == 1 && t.col_stride == 1 && (!g.present() || g.col_stride == 1);
 }
 
 /// Terms whose value or derivatives jump where ps == pt (tvd's |pt - ps|) declare
@@ -475,6 +533,8 @@ inline constexpr bool has_prepare_v = requires(const Terms& terms, V x) { terms.
 /// divergence_term, for scalars and for SIMD packs alike (branch-free: select, not if).
 template <class T, class Label, class Terms>
 struct divergence_row_kernel {
+    /// Written for cooperative value types too (see lane_group): one GPU block per row.
+    static constexpr bool cooperative_rows = true;
     row_context<T, Label> ctx;
     T tau, inv_tau;
     Terms terms;
@@ -493,7 +553,7 @@ struct divergence_row_kernel {
     /// prefetched) when every row is contiguous.
     template <class V>
     DISTILL_HD row_result<T> row(index_t i, index_t rows_after) const noexcept {
-        if constexpr (lanes_v<V> > 1)
+        if constexpr (host_simd_v<V>)
             if (unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true>(i, rows_after);
         return row_impl<V, false>(i, rows_after);
     }
@@ -522,7 +582,9 @@ struct divergence_row_kernel {
         // The gradient row holds exp(s' - max_s) from the statistics until the loss pass (one exp per
         // class less), unless the gradients accumulate into it.
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
-        T* const student_exp = ctx.accumulate ? nullptr : g;
+        // On a GPU (cooperative values) nothing is kept there between passes: an exp costs less
+        // than a row's extra memory traffic.
+        T* const student_exp = ctx.accumulate || cooperative_v<V> ? nullptr : g;
         // The next row is fetched while this one is computed on: its student during the sums, its
         // teacher during the loss pass.
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
@@ -560,7 +622,7 @@ struct divergence_row_kernel {
                                             -1, scratch);
         const T pad = -infinity_v<T>;  // lanes past the row's end: probability 0, every term 0
         // The loss pass leaves d phi / d ls in the gradient row for costly terms.
-        const bool keep_derivative = store_student_derivative_v<Terms> && g != nullptr && !ctx.accumulate;
+        const bool keep_derivative = store_student_derivative_v<Terms> && !cooperative_v<V> && g != nullptr && !ctx.accumulate;
 
         // One block of classes: max-shifted logits, probabilities and terms.
         struct at_block {

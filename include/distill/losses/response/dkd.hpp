@@ -76,6 +76,10 @@ status check_dkd_weight(const char* name, R value) noexcept {
 /// over the value type V (a scalar, or a SIMD pack of floats on the CPU: see detail/simd.hpp).
 template <class T, class Label>
 struct dkd_row_kernel {
+    /// Written for cooperative value types too (see lane_group): one GPU block per row.
+    static constexpr bool cooperative_rows = true;
+    /// Lanes per GPU thread (see cuda_lanes_per_thread_v in backends/thrust.hpp).
+    static constexpr int gpu_lanes_per_thread = 4;
     row_context<T, Label> ctx;
     T tau, inv_tau, alpha, beta;
 
@@ -85,7 +89,7 @@ struct dkd_row_kernel {
     /// prefetched) when every row is contiguous.
     template <class V>
     DISTILL_HD row_result<T> row(index_t i) const noexcept {
-        if constexpr (lanes_v<V> > 1)
+        if constexpr (host_simd_v<V>)
             if (unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true>(i);
         return row_impl<V, false>(i);
     }
@@ -108,7 +112,9 @@ struct dkd_row_kernel {
         // gradients accumulate into it: it is then computed again). Accumulating, the last pass adds
         // 0 at the target (q^s = q^t = 0 there); its value before the row is kept to add the
         // target's gradient to, so that the result is exactly the old value plus that gradient.
-        T* const student_exp = ctx.accumulate ? nullptr : g;
+        // On a GPU (cooperative values) nothing is kept there between passes: an exp costs less
+        // than a row's extra memory traffic.
+        T* const student_exp = ctx.accumulate || cooperative_v<V> ? nullptr : g;
         const T target_before = g != nullptr && ctx.accumulate ? g[y * cg] : T(0);
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);
         const row_scaling<T> tempered{inv_tau};
@@ -169,8 +175,10 @@ struct dkd_row_kernel {
                 if (g) ctx.put_grad(g + c * cg, cg, count, grad_qs * qs + grad_dq * (qs - qt));
             }
         });
-        // The target's gradient, over the 0 the pass wrote (or added) there.
-        if (g) {
+        // The target's gradient, over the 0 the pass wrote (or added) there: by one worker, once
+        // every worker's pass is done (cooperative value types, see lane_group).
+        lane_group<V>::barrier();
+        if (g && lane_group<V>::leader()) {
             if (ctx.accumulate) g[y * cg] = target_before;
             ctx.put_grad(g[y * cg], gscale * (-alpha * d1));
         }

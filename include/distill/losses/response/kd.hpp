@@ -87,6 +87,10 @@ DISTILL_HD inline row_transform<T> standardizing_transform(const T* x, index_t c
 /// over the value type V (a scalar, or a SIMD pack of floats on the CPU: see detail/simd.hpp).
 template <class T, class Label>
 struct kd_row_kernel {
+    /// Written for cooperative value types too (see lane_group): one GPU block per row.
+    static constexpr bool cooperative_rows = true;
+    /// Lanes per GPU thread (see cuda_lanes_per_thread_v in backends/thrust.hpp).
+    static constexpr int gpu_lanes_per_thread = 4;
     row_context<T, Label> ctx;
     T tau, inv_tau;
     bool standardize;
@@ -97,7 +101,7 @@ struct kd_row_kernel {
     /// vector moves, and the next row is prefetched) when every row is contiguous.
     template <class V>
     DISTILL_HD row_result<T> row(index_t i) const noexcept {
-        if constexpr (lanes_v<V> > 1)
+        if constexpr (host_simd_v<V>)
             if (!standardize && unit_stride_rows<V>(ctx.student, ctx.teacher, ctx.grad)) return row_impl<V, true, false>(i);
         return standardize ? row_impl<V, false, true>(i) : row_impl<V, false, false>(i);
     }
@@ -126,7 +130,9 @@ struct kd_row_kernel {
         }
         // The gradient row holds exp(s' - max_s) between the statistics and the gradient pass (not
         // when the gradients accumulate into it: exp(s' - max_s) is then computed again).
-        T* const student_exp = ctx.accumulate ? nullptr : g;
+        // On a GPU (cooperative values) nothing is kept there between passes: an exp costs less
+        // than a row's extra memory traffic.
+        T* const student_exp = ctx.accumulate || cooperative_v<V> ? nullptr : g;
         // The next row is fetched while this one is computed on: its student during the sums, its
         // teacher during the loss pass, so that the memory traffic spreads over both.
         const T* const next_t = next_row_for_prefetch<V, Unit>(ctx.teacher, i);

@@ -236,6 +236,10 @@ constexpr response_args<T, Space, Label> student_only(const topk_args<T, Space, 
 /// ctx.teacher is the N x k matrix of stored log-probabilities, `ids` the N x k token ids.
 template <class T, class Index, class Label>
 struct kd_topk_row_kernel {
+    /// Written for cooperative value types too (see lane_group): one GPU block per row.
+    static constexpr bool cooperative_rows = true;
+    /// Lanes per GPU thread (see cuda_lanes_per_thread_v in backends/thrust.hpp).
+    static constexpr int gpu_lanes_per_thread = 4;
     row_context<T, Label> ctx;
     matrix_ref<const Index> ids;
     T tau, inv_tau;
@@ -243,15 +247,15 @@ struct kd_topk_row_kernel {
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept {
         using V = row_value_t<T>;
-        if constexpr (lanes_v<V> > 1)
+        if constexpr (host_simd_v<V>)
             if (ctx.student.col_stride == 1 && (!ctx.grad.present() || ctx.grad.col_stride == 1)) return row<V, true>(i);
         return row<V, false>(i);
     }
 
     /// Row i: the two passes over the vocabulary (log-sum-exp of the student; its probabilities into
-    /// the gradient row) run on V (SIMD packs for float on the host, unit-stride when contiguous);
-    /// the k teacher entries are scalar.
-    template <class V, bool Unit>
+    /// the gradient row) and the k teacher entries run on V (SIMD packs for float on the host,
+    /// unit-stride when contiguous; a GPU block's threads, block_lanes, on a GPU).
+    template <class V, bool Unit = false>
     DISTILL_HD row_result<T> row(index_t i) const noexcept {
         const T w = ctx.row_scale(i);
         if (w == T(0)) {
@@ -267,22 +271,36 @@ struct kd_topk_row_kernel {
         T* g = ctx.grad.present() ? ctx.grad.row(i) : nullptr;
         const index_t cg = Unit ? 1 : ctx.grad.col_stride;
         // The gradient row holds exp(z / T - max) from the sums until the gradient pass (one exp per
-        // class less), unless the gradients accumulate into it.
-        T* const student_exp = ctx.accumulate ? nullptr : g;
+        // class less), unless the gradients accumulate into it, or on a GPU (an exp costs less there
+        // than the row's traffic).
+        T* const student_exp = ctx.accumulate || cooperative_v<V> ? nullptr : g;
 
-        // The student's log-sum-exp: the maximum, then a compensated sum of exp(z / T - max).
-        V max_lanes = V(lowest<T>());
-        for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
-            max_lanes = max_of(max_lanes, load_lanes<V>(z + v * cs, cs, count, pad));
-        });
-        const T max_s = max_of(lowest<T>(), lane_max(max_lanes) * inv_tau);
-        blocked_sum<V> sum_lanes;
-        for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
-            const V es = exp_nonpositive(load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s);
-            if (student_exp) store_lanes(student_exp + v * cg, cg, count, es);
-            sum_lanes.add(es);
-        });
-        const T sum_s = sum_lanes.value();
+        // The student's log-sum-exp: the maximum, then a compensated sum of exp(z / T - max); on a GPU
+        // both in one pass (online_exp_sum).
+        T max_s, sum_s;
+        if constexpr (cooperative_v<V>) {
+            const row_scaling<T> tempered{inv_tau};
+            online_exp_sum<V, T> lse(V(lowest<T>()));
+            for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
+                lse.add(tempered, load_lanes<V>(z + v * cs, cs, count, pad));
+            });
+            max_s = max_of(lowest<T>(), lane_max(lse.max) * inv_tau);
+            const V to_row = exp_nonpositive(tempered(lse.max) - V(max_s));
+            sum_s = lane_sum(lse.sum * to_row) - lane_sum(lse.lost * to_row);
+        } else {
+            V max_lanes = V(lowest<T>());
+            for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
+                max_lanes = max_of(max_lanes, load_lanes<V>(z + v * cs, cs, count, pad));
+            });
+            max_s = max_of(lowest<T>(), lane_max(max_lanes) * inv_tau);
+            blocked_sum<V> sum_lanes;
+            for_each_pack<V>(vocabulary, [&](index_t v, int count) DISTILL_LAMBDA_INLINE {
+                const V es = exp_nonpositive(load_lanes<V>(z + v * cs, cs, count, pad) * inv_tau - max_s);
+                if (student_exp) store_lanes(student_exp + v * cg, cg, count, es);
+                sum_lanes.add(es);
+            });
+            sum_s = sum_lanes.value();
+        }
         const T log_sum_s = detail::log(sum_s);
 
         // renormalize: the tempered teacher's normaliser over its k entries.
@@ -301,46 +319,30 @@ struct kd_topk_row_kernel {
             log_ratio = detail::log(teacher_lse.sum / sum_s);
         }
 
-        // The k teacher entries, a pack of them at a time: their ids and the student logits there
-        // are gathered into small arrays (lanes past k hold a -inf log-probability: p = 0).
-        constexpr int lanes = lanes_v<V>;
+        // The k teacher entries, a pack of them at a time: the student logits at their ids are
+        // gathered (lanes past k hold a -inf log-probability: p = 0).
         struct at_entries {
-            index_t id[lanes];
             V ds, da, p, log_ratio_pq;
         };
         const auto evaluate = [&](index_t j0, int count) DISTILL_LAMBDA_INLINE {
             at_entries e;
-            T student_at[lanes], logprob[lanes];
-            for (int q = 0; q < lanes; ++q) {
-                if (q < count) {
-                    e.id[q] = static_cast<index_t>(row_ids[(j0 + q) * ci]);
-                    student_at[q] = z[e.id[q] * cs];
-                    logprob[q] = stored[(j0 + q) * cl];
-                } else {
-                    e.id[q] = 0;
-                    student_at[q] = T(0);
-                    logprob[q] = pad;
-                }
-            }
-            e.ds = load_lanes<V>(student_at, 1, lanes, T(0)) * inv_tau - max_s;
-            const V l = load_lanes<V>(logprob, 1, lanes, T(0));
+            e.ds = gather_lanes<V>(z, cs, row_ids + j0 * ci, ci, count, T(0)) * inv_tau - max_s;
+            const V l = load_lanes<V>(stored + j0 * cl, cl, count, pad);
             if (renormalize) {
                 e.da = l * inv_tau - max_a;
                 e.p = exp_nonpositive(e.da - log_sum_a);  // <= 0: da <= 0 and the sum is >= 1
                 e.log_ratio_pq = (e.da - e.ds) - log_ratio;
             } else {
                 e.da = V(0);
-                e.p = detail::exp(l);  // stored log-probabilities: <= 0 unless the caller's are not
+                e.p = exp(l);  // stored log-probabilities: <= 0 unless the caller's are not
                 e.log_ratio_pq = l - (e.ds - log_sum_s);
             }
             return e;
         };
-        const auto for_each_entry_pack = [&](auto&& body) DISTILL_LAMBDA_INLINE {
-            for (index_t j0 = 0; j0 < k; j0 += lanes) body(evaluate(j0, static_cast<int>(k - j0 < lanes ? k - j0 : lanes)));
-        };
 
         V divergence_lanes = V(0), mass_lanes = V(0), p_ds_lanes = V(0), p_da_lanes = V(0), p_da_ratio_lanes = V(0);
-        for_each_entry_pack([&](const at_entries& e) DISTILL_LAMBDA_INLINE {
+        for_each_pack<V>(k, [&](index_t j0, int count) DISTILL_LAMBDA_INLINE {
+            const at_entries e = evaluate(j0, count);
             const auto has_mass = e.p > V(0);  // no teacher mass: contributes 0, never 0 * inf
             divergence_lanes += select(has_mass, e.p * e.log_ratio_pq, V(0));
             mass_lanes += select(has_mass, e.p, V(0));
@@ -374,13 +376,13 @@ struct kd_topk_row_kernel {
             });
             ps_ds = lane_sum(ps_ds_lanes) * inv_sum_s;
         }
-        // ... then the teacher's part at its k ids (distinct, so each is one subtraction).
+        // ... then the teacher's part at its k ids (distinct, so each is one subtraction), once every
+        // worker's pass is done (cooperative value types, see lane_group).
+        lane_group<V>::barrier();
         if (g) {
-            for_each_entry_pack([&](const at_entries& e) DISTILL_LAMBDA_INLINE {
-                T p[lanes];
-                store_lanes(p, 1, lanes, e.p);
-                for (int q = 0; q < lanes; ++q)  // lanes past k have p = 0
-                    if (p[q] > T(0)) g[e.id[q] * cg] -= scale * p[q];
+            for_each_pack<V>(k, [&](index_t j0, int count) DISTILL_LAMBDA_INLINE {
+                const at_entries e = evaluate(j0, count);
+                subtract_at_lanes(g, cg, row_ids + j0 * ci, ci, count, V(scale) * e.p);  // lanes with p = 0: nothing
             });
         }
 
