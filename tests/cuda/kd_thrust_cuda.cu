@@ -80,6 +80,27 @@ int check_kd(const char* type_name, double tolerance) {
     expect(near(static_cast<T>(loss[0]), expected_loss, tolerance), "run (kd) loss (one row ignored)");
     expect(near(static_cast<T>(grad_temperature[0]), expected_grad_temperature, tolerance), "run (kd) grad_temperature");
 
+    // The same run step on a stream of the caller's (the row kernel is launched on the policy's
+    // stream), with the gradient too.
+    cudaStream_t stream = nullptr;
+    expect(cudaStreamCreate(&stream) == cudaSuccess, "cudaStreamCreate");
+    thrust::device_vector<T> stream_loss(1), stream_grad(4), stream_grad_temperature(1);
+    const distill::response_outputs<T, distill::device_space> stream_outs{
+        distill::as_view(stream_loss), distill::as_matrix(stream_grad, 2, 2), distill::as_view(stream_grad_temperature)};
+    const auto on_stream = distill::thrust_device(thrust::cuda::par.on(stream));
+    thrust::device_vector<unsigned char> stream_scratch(distill::workspace_bytes(on_stream, opts, args, stream_outs) + 1);
+    const distill::status s_stream =
+        distill::run(on_stream, opts, args, stream_outs,
+                     distill::workspace{thrust::raw_pointer_cast(stream_scratch.data()), stream_scratch.size()});
+    expect(cudaStreamSynchronize(stream) == cudaSuccess, "cudaStreamSynchronize");
+    expect(s_stream.ok(), "run (kd) on a stream succeeds");
+    expect(near(static_cast<T>(stream_loss[0]), expected_loss, tolerance), "run (kd) on a stream: loss");
+    const thrust::host_vector<T> stream_grad_host = stream_grad;
+    expect(near(stream_grad_host[0], expected_grad_row[0], tolerance) && near(stream_grad_host[1], expected_grad_row[1], tolerance) &&
+               stream_grad_host[2] == T(0) && stream_grad_host[3] == T(0),
+           "run (kd) on a stream: gradient (row 1 ignored)");
+    cudaStreamDestroy(stream);
+
     std::printf("kd<%s> on CUDA: loss %.9g (expected %.9g), %d failure(s)\n", type_name,
                 static_cast<double>(result.loss), expected_loss, failures);
     return failures;
