@@ -15,9 +15,11 @@
 // others one thread per row.
 //
 // Workspace: the run step keeps one value per row (and one d/dT per row) in the
-// caller's workspace; thrust::reduce may still allocate its own temporary
-// storage through the policy's allocator (pass a policy with a custom allocator,
-// e.g. thrust::cuda::par(alloc), to control it).
+// caller's workspace. On CUDA the run step sums them with its own one-block
+// kernel; on host systems, and in the check step's label and weight scans,
+// Thrust's reductions may still allocate temporary storage through the
+// policy's allocator (pass a policy with a custom allocator, e.g.
+// thrust::cuda::par(alloc), to control it).
 #pragma once
 
 #include <thrust/copy.h>
@@ -104,6 +106,17 @@ inline constexpr int cuda_lanes_per_thread_v<Kernel> = Kernel::gpu_lanes_per_thr
 template <class Kernel>
 concept cooperative_row_kernel = requires { requires Kernel::cooperative_rows; };
 
+/// *out = (accumulate ? *out : 0) + the sum of n values, by one block of 1024 threads (each a
+/// compensated sum of every 1024th value, then a block reduction): the run step's loss and d/dT
+/// reduced on the GPU, without thrust::reduce's temporary allocation and copy to the host.
+template <class T>
+__global__ void __launch_bounds__(1024) sum_rows(const T* values, index_t n, T* out, bool accumulate) {
+    compensated_sum<T> sum;
+    for (index_t i = threadIdx.x; i < n; i += 1024) sum.add(values[i]);
+    const T total = lane_sum(block_lanes<T, 1024>(sum.sum - sum.lost));  // a block reduction
+    if (threadIdx.x == 0) *out = accumulate ? *out + total : total;
+}
+
 /// Rows blockIdx.x, blockIdx.x + gridDim.x, ... of a cooperative row kernel, one block each.
 template <int Threads, class T, class Kernel>
 __global__ void __launch_bounds__(Threads)
@@ -181,13 +194,23 @@ struct thrust_backend {
                     <<<static_cast<unsigned>(blocks), detail::cuda_row_threads, 0, thrust::cuda_cub::stream(on)>>>(
                         kernel, n, per_row_loss, per_row_dtemperature);
                 thrust::cuda_cub::throw_on_error(cudaPeekAtLastError(), "distill: launching the row kernel");
-                thrust::cuda_cub::throw_on_error(thrust::cuda_cub::synchronize_optional(on), "distill: running the row kernel");
             } else
 #endif
             {
                 thrust::for_each_n(policy, thrust::counting_iterator<index_t>(0), n,
                                    detail::thrust_row_writer<T, Kernel>{kernel, per_row_loss, per_row_dtemperature});
             }
+#if defined(__CUDACC__) && THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+            // The sums on the GPU, on the policy's stream, then one synchronisation (as Thrust's
+            // own algorithms do, unless the policy asks for none).
+            Policy on = policy;
+            const cudaStream_t stream = thrust::cuda_cub::stream(on);
+            if (red != reduction::none) detail::sum_rows<T><<<1, 1024, 0, stream>>>(per_row_loss.data, n, loss.data, false);
+            if (dtemperature) detail::sum_rows<T><<<1, 1024, 0, stream>>>(per_row_dtemperature, n, dtemperature, accumulate);
+            thrust::cuda_cub::throw_on_error(cudaPeekAtLastError(), "distill: launching the row sums");
+            thrust::cuda_cub::throw_on_error(thrust::cuda_cub::synchronize_optional(on), "distill: running the row kernel");
+            return;
+#endif
         }
         if (red != reduction::none) {
             const T total = thrust::reduce(policy, per_row_loss.data, per_row_loss.data + n, T(0));
