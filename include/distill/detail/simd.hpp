@@ -78,13 +78,13 @@ inline constexpr int lanes_v = 1;
 
 /// How the workers that hold a value type's lanes cooperate. A value type is held by one worker
 /// (a scalar, float_pack) unless it says otherwise: then it is `cooperative` (a CUDA block whose
-/// threads hold one lane each, cuda_lanes.hpp), and a row kernel written over V must
+/// threads hold a few consecutive lanes each, cuda_lanes.hpp), and a row kernel written over V must
 ///   * touch element c + k of a pack only through lane k (load_lanes / store_lanes), which every
 ///     pass maps to the same worker, so that no worker reads what another wrote;
 ///   * call lane_sum, lane_max and any_lane (collective: every worker takes part) from code that
 ///     every worker runs alike;
-///   * write a single element outside the packs only from the leader, after barrier() (dkd's
-///     target class).
+///   * write elements outside that mapping only after barrier(): a single element from the
+///     leader (dkd's target class), scattered ones through subtract_at_lanes (kd_topk's ids).
 /// Cooperative value types take the plain strided form of the kernels (no prefetch, chunks, tiles
 /// or next-row scratch: those are for one host core).
 template <class V>
