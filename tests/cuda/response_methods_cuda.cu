@@ -4,6 +4,8 @@
 // by this translation unit); without a GPU it reports "skipped" (exit 77). The schemes built on
 // the response kernels are here too: dml (three peers), multi_teacher (every ensemble mode), and
 // run calls with grad_scale and accumulate into prefilled device gradients (kd, multi_teacher).
+// Long rows (9 x 1000, 3 x 70001, masked classes) check the one-block-per-row kernels of kd,
+// reverse_kd, jsd, tvd, skew_kd, dkd and kd_topk against the CPU.
 #include <distill/schemes/multi_teacher.hpp>
 #include <distill/schemes/mutual.hpp>
 #include <distill/thrust.hpp>
