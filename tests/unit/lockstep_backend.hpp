@@ -124,7 +124,7 @@ lockstep_lanes<T, N> exp(const lockstep_lanes<T, N>& x) noexcept {
 }
 template <class T, int N>
 lockstep_lanes<T, N> exp_nonpositive(const lockstep_lanes<T, N>& x) noexcept {
-    return map_lanes(x, [](T y) { return detail::exp(y); });
+    return exp(x);
 }
 template <class T, int N>
 lockstep_lanes<T, N> log(const lockstep_lanes<T, N>& x) noexcept {
@@ -132,7 +132,7 @@ lockstep_lanes<T, N> log(const lockstep_lanes<T, N>& x) noexcept {
 }
 template <class T, int N>
 lockstep_lanes<T, N> log_positive(const lockstep_lanes<T, N>& x) noexcept {
-    return map_lanes(x, [](T y) { return detail::log(y); });
+    return log(x);
 }
 template <class T, int N>
 lockstep_lanes<T, N> log1p(const lockstep_lanes<T, N>& x) noexcept {
@@ -170,13 +170,11 @@ struct lockstep_backend : distill::cpu_backend {
     template <class T, class Kernel>
     void run_rows(distill::index_t n, const Kernel& kernel, distill::reduction red, distill::detail::vector_ref<T> loss,
                   T* dtemperature, distill::workspace ws, bool accumulate = false) const noexcept {
-        if constexpr (requires { requires Kernel::cooperative_rows; }) {
+        if constexpr (distill::detail::cooperative_row_kernel<Kernel>) {
             using lanes = distill::detail::lockstep_lanes<T, Lanes>;
             distill::row_result<T> total{};
             for (distill::index_t i = 0; i < n; ++i) {
-                distill::row_result<T> r;
-                if constexpr (requires { kernel.template row<lanes>(i, distill::index_t{0}); }) r = kernel.template row<lanes>(i, 0);
-                else r = kernel.template row<lanes>(i);
+                const distill::row_result<T> r = distill::detail::run_row_with<lanes>(kernel, i);
                 if (red == distill::reduction::none) loss[i] = r.value;
                 total = total + r;
             }

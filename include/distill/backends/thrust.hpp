@@ -100,12 +100,6 @@ template <class Kernel>
     requires requires { Kernel::gpu_lanes_per_thread; }
 inline constexpr int cuda_lanes_per_thread_v<Kernel> = Kernel::gpu_lanes_per_thread;
 
-/// Row kernels written for cooperative value types (see lane_group in detail/simd.hpp) declare
-/// `static constexpr bool cooperative_rows = true`: on a GPU they run one block per row, the
-/// block's threads as the lanes of block_lanes, instead of one thread per row.
-template <class Kernel>
-concept cooperative_row_kernel = requires { requires Kernel::cooperative_rows; };
-
 /// *out = (accumulate ? *out : 0) + the sum of n values, by one block of 1024 threads (each a
 /// compensated sum of every 1024th value, then a block reduction): the run step's loss and d/dT
 /// reduced on the GPU, without thrust::reduce's temporary allocation and copy to the host.
@@ -123,9 +117,7 @@ __global__ void __launch_bounds__(Threads)
     cooperative_rows(Kernel kernel, index_t n, vector_ref<T> per_row_loss, T* per_row_dtemperature) {
     using lanes = block_lanes<T, Threads, cuda_lanes_per_thread_v<Kernel>>;
     for (index_t i = blockIdx.x; i < n; i += gridDim.x) {
-        row_result<T> r;
-        if constexpr (requires { kernel.template row<lanes>(i, index_t{0}); }) r = kernel.template row<lanes>(i, 0);
-        else r = kernel.template row<lanes>(i);
+        const row_result<T> r = run_row_with<lanes>(kernel, i);
         if (threadIdx.x == 0) {
             per_row_loss[i] = r.value;
             if (per_row_dtemperature) per_row_dtemperature[i] = r.dtemperature;

@@ -114,6 +114,20 @@ struct first_where {
 template <class Kernel>
 inline constexpr bool row_kernel_takes_rows_after_v = requires(const Kernel& k) { k(index_t{}, index_t{}); };
 
+/// Row kernels written for cooperative value types (see lane_group in detail/simd.hpp) declare
+/// `static constexpr bool cooperative_rows = true` and a member template row<V>(i[, rows_after]):
+/// on a GPU the Thrust backend runs them one block per row, the block's threads as the lanes of
+/// block_lanes, instead of one thread per row.
+template <class Kernel>
+concept cooperative_row_kernel = requires { requires Kernel::cooperative_rows; };
+
+/// Row i of a cooperative row kernel with value type V, alone (no rows follow it on its worker).
+template <class V, class Kernel>
+DISTILL_HD auto run_row_with(const Kernel& kernel, index_t i) noexcept {
+    if constexpr (requires { kernel.template row<V>(i, index_t{0}); }) return kernel.template row<V>(i, 0);
+    else return kernel.template row<V>(i);
+}
+
 /// Runs rows [first, last) of `kernel` in order, telling each kernel that takes it how many rows
 /// of the block follow it; adds each row's result to `total` and passes it to `each(i, r)`.
 template <class T, class Kernel, class Each>

@@ -15,6 +15,7 @@
 
 #include "../core/config.hpp"
 #include "math.hpp"
+#include "simd.hpp"  // lanes_v, lane_group, the scalar rounded_product (simd.hpp includes this file at its end)
 
 namespace distill::detail {
 
@@ -205,7 +206,7 @@ DISTILL_HD DISTILL_FORCE_INLINE block_lanes<T, Threads, PerThread> exp(block_lan
 }
 template <class T, int Threads, int PerThread>
 DISTILL_HD DISTILL_FORCE_INLINE block_lanes<T, Threads, PerThread> exp_nonpositive(block_lanes<T, Threads, PerThread> x) noexcept {
-    return map_lanes(x, [](T y) { return detail::exp(y); });
+    return exp(x);
 }
 template <class T, int Threads, int PerThread>
 DISTILL_HD DISTILL_FORCE_INLINE block_lanes<T, Threads, PerThread> log(block_lanes<T, Threads, PerThread> x) noexcept {
@@ -213,7 +214,7 @@ DISTILL_HD DISTILL_FORCE_INLINE block_lanes<T, Threads, PerThread> log(block_lan
 }
 template <class T, int Threads, int PerThread>
 DISTILL_HD DISTILL_FORCE_INLINE block_lanes<T, Threads, PerThread> log_positive(block_lanes<T, Threads, PerThread> x) noexcept {
-    return map_lanes(x, [](T y) { return detail::log(y); });
+    return log(x);
 }
 template <class T, int Threads, int PerThread>
 DISTILL_HD DISTILL_FORCE_INLINE block_lanes<T, Threads, PerThread> log1p(block_lanes<T, Threads, PerThread> x) noexcept {
