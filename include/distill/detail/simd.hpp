@@ -60,6 +60,11 @@ template <class T>
 DISTILL_HD T log_positive(T x) noexcept {
     return detail::log(x);
 }
+/// Whether a < b in any lane: any_lane(a < b), which packs may answer with fewer instructions.
+template <class V>
+DISTILL_HD DISTILL_FORCE_INLINE bool any_lane_less(V a, V b) noexcept {
+    return any_lane(a < b);
+}
 /// Whether any lane of a mask holds (a scalar mask is a bool).
 DISTILL_HD constexpr bool any_lane(bool m) noexcept { return m; }
 /// The sum and the max of a value's lanes (a scalar is one lane).
@@ -204,6 +209,13 @@ DISTILL_FORCE_INLINE bool any_lane(float_mask m) noexcept {
     return std::memcmp(&m.m, &zero, sizeof zero) != 0;
 #endif
 }
+#if defined(__AVX512F__) && DISTILL_SIMD_BYTES == 64
+/// One compare into a mask register and its test (any_lane(a < b) would also widen the mask to a vector and test that).
+template <>
+DISTILL_FORCE_INLINE bool any_lane_less<float_pack>(float_pack a, float_pack b) noexcept {
+    return _mm512_cmp_ps_mask((__m512)a.v, (__m512)b.v, _CMP_LT_OQ) != 0;
+}
+#endif
 DISTILL_FORCE_INLINE float_pack max_of(float_pack a, float_pack b) noexcept { return a.v > b.v ? a.v : b.v; }
 DISTILL_FORCE_INLINE float lane_sum(float_pack x) noexcept {
     // Pairwise: halves added until one lane is left (more accurate than a running sum).

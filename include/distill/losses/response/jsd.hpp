@@ -83,7 +83,9 @@ struct generalized_js_terms {
     /// Where the student is far behind (L large), -beta pt L and -beta pt (ls - lt) nearly cancel
     /// in the row's sum: the loss then carries an absolute error of about 1e-7 (float) times
     /// beta sum_c pt |ls - lt| (of the size of KL(pt || ps)), where the log-space form had 1e-7
-    /// per class; d phi / d ls keeps its accuracy.
+    /// per class; d phi / d ls keeps its accuracy. (Classes whose student exp underflows, masked
+    /// ones included, add beta pt |ls - lt| with the logits taken at least 88 below their shift
+    /// (clamped_gap), which the loss pass subtracts again: 1e-7 of that too.)
     static constexpr bool linear_in_log_ratio = true;
     DISTILL_HD T log_ratio_weight() const noexcept { return minus_beta; }
     template <class V>
