@@ -720,6 +720,10 @@ struct divergence_row_kernel {
                     // statistics summed that part (teacher_log_ratio), added below. (The branches
                     // test linear_terms first: a condition on the lambda's own parameter alone
                     // would leave their non-dependent calls to be checked for every Terms.)
+                    // Chunk k's scales (two exps), taken when a tile enters the chunk: a chunk has
+                    // several tiles.
+                    [[maybe_unused]] index_t chunk_k = -1;
+                    [[maybe_unused]] T chunk_scale_s = T(0), chunk_scale_t = T(0);
                     for (index_t c0 = 0; c0 < cols; c0 += tile) {
                         const index_t width = cols - c0 < tile ? cols - c0 : tile;
                         // The shifts of this tile's exps: the row's maxima, or its chunk's running maxima
@@ -735,8 +739,13 @@ struct divergence_row_kernel {
                                 shift_t = shifts.teacher[k];
                                 offset_s = shift_s - st.max_s;  // <= 0
                                 offset_t = shift_t - st.max_t;
-                                scale_s = shifts.student_scale(k, st);
-                                scale_t = shifts.teacher_scale(k, st);
+                                if (k != chunk_k) {
+                                    chunk_k = k;
+                                    chunk_scale_s = shifts.student_scale(k, st);
+                                    chunk_scale_t = shifts.teacher_scale(k, st);
+                                }
+                                scale_s = chunk_scale_s;
+                                scale_t = chunk_scale_t;
                                 log_ratio = (offset_s - offset_t) + st.log_ratio;
                             }
                         }
