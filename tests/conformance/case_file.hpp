@@ -316,17 +316,21 @@ private:
         if (!is_input && !c.error.empty())
             return fail(msg, "'error' and 'tensor expect' records are exclusive");
 
-        // Guard against absurd sizes (and int64 overflow of the product).
+        // Guard against absurd sizes (and int64 overflow of the product). The product of the
+        // non-zero dimensions is bounded too: an empty tensor [0, 2^62, 2] holds no value, but
+        // the row-major strides a runner computes for it would still overflow.
         constexpr std::int64_t max_elements = std::int64_t{1} << 40;
         std::int64_t count = 1;
+        std::int64_t nonzero_product = 1;
         for (std::size_t i = 3; i < tokens_.size(); ++i) {
             std::int64_t d = 0;
             if (!parse_int(tokens_[i], d) || d < 0)
                 return fail(msg, "tensor '" + t.name + "': bad dimension '" + std::string(tokens_[i]) +
                                      "' (expected an integer >= 0)");
             t.shape.push_back(d);
-            if (d != 0 && count > max_elements / d)
+            if (d != 0 && nonzero_product > max_elements / d)
                 return fail(msg, "tensor '" + t.name + "': too many elements");
+            if (d != 0) nonzero_product *= d;
             count *= d;
         }
         t.is_integer = is_input && is_integer_tensor_name(t.name);

@@ -251,6 +251,8 @@ TEST_CASE("case_file: malformed input is rejected with file and line") {
     CHECK(contains(parse_error(head + "tensor output s 1\n1\n" + tail), "input' or 'expect"));
     CHECK(contains(parse_error(head + "tensor input\n" + tail), "tensor"));
     CHECK(contains(parse_error(head + "tensor input s 1048576 1048576 1048576\n" + tail), "too many elements"));
+    // an empty tensor whose other dimensions would overflow the row-major strides (fuzz finding)
+    CHECK(contains(parse_error(head + "tensor input s 0 8198552921648689607 2\n" + tail), "too many elements"));
 
     // record arity and duplicates
     CHECK(contains(parse_error(head + "method kd\n" + tail), "duplicate 'method'"));
