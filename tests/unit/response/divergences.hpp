@@ -411,8 +411,8 @@ TEST_CASE("divergences: float on rows of several tiles matches double, with and 
 
 TEST_CASE("divergences: the chunked statistics (several chunks, the maximum early, late or far above the rest)") {
     // Without d/dT, jsd, tvd and the skew methods take the maxima and sums of a row longer than
-    // 87381 floats (1 MiB of student, teacher and gradient) in one pass of chunks of 2048 columns
-    // (more when a row has over 256 of them), each chunk's exps against the running maxima,
+    // 87381 floats (1 MiB of student, teacher and gradient) in one pass of chunks of 64 KiB of
+    // each row (more when a row has over 256 of them), each chunk's exps against the running maxima,
     // rescaled afterwards. Rows that rise (the maximum in the last chunk: every earlier chunk is
     // rescaled, some to 0), fall, and a spike in a middle chunk; shorter rows for comparison.
     const std::vector<method_spec> methods = {jsd_spec(0.5), jsd_spec(0.2), tvd_spec, skew_kd_spec(0.1),
@@ -440,8 +440,8 @@ TEST_CASE("divergences: the chunked statistics (several chunks, the maximum earl
 }
 
 TEST_CASE("divergences: the chunked statistics with over 256 chunks, and exact ties across chunks") {
-    // 600000 columns: over 256 chunks of 4 tiles (2048 columns with 16 lanes), so the chunks grow.
-    host_problem<float> wide(1, 600000, 43);
+    // Over 256 chunks of 64 KiB (16384 floats), so the chunks grow.
+    host_problem<float> wide(1, 256 * static_cast<index_t>(distill::detail::chunk_statistics_bytes / sizeof(float)) + 4000, 43);
     for (std::size_t k = 0; k < wide.student.size(); ++k) {
         wide.student[k] += static_cast<float>(k) * 4e-5f;  // rising: every chunk raises the maxima
         wide.teacher[k] += static_cast<float>(k) * 4e-5f;
@@ -541,13 +541,15 @@ TEST_CASE("jsd without ls - lt on the scratch path: masked, far-behind and very 
         set_row(d.student, 1, 5, 20, [](index_t) { return neg_inf; });
         set_row(d.teacher, 1, 30, 40, [](index_t) { return neg_inf; });
         set_row(d.student, 1, 35, 45, [](index_t) { return neg_inf; });
-        // Row 2: students far behind (tempered logits 200 and, on long rows, 85, 75 and 70 below).
-        if (cols < 2048) {
+        // Row 2: students far behind (tempered logits 200 and, on long rows, 85, 75 and 70 below),
+        // on long rows one float chunk of the statistics each.
+        constexpr index_t chunk = static_cast<index_t>(distill::detail::chunk_statistics_bytes / sizeof(float));
+        if (cols < 4 * chunk) {
             set_row(d.student, 2, 0, 100, [&](index_t k) { return at(d.student, 2, k) - 400; });
         } else {
             const double behind[] = {400, 170, 150, 140};
             for (int j = 0; j < 4; ++j)
-                set_row(d.student, 2, 2048 * j, 2048 * (j + 1), [&](index_t k) { return at(d.student, 2, k) - behind[j]; });
+                set_row(d.student, 2, chunk * j, chunk * (j + 1), [&](index_t k) { return at(d.student, 2, k) - behind[j]; });
         }
         // Row 3: a sharp teacher, the student its opposite. Row 4: equal rows.
         set_row(d.teacher, 3, 0, cols, [&](index_t k) { return 4 * at(d.teacher, 3, k); });
