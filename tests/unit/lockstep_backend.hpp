@@ -84,6 +84,9 @@ inline constexpr int lanes_v<lockstep_lanes<T, N>> = N;
 template <class T, int N>
 struct lane_group<lockstep_lanes<T, N>> {
     static constexpr bool cooperative = true;
+    /// As the GPU's long-row blocks: the wide emulation runs the later passes backwards, so that the
+    /// parity tests cover both orders.
+    static constexpr bool later_passes_backwards = N >= 64;
     static constexpr void barrier() noexcept {}
     static constexpr bool leader() noexcept { return true; }  // one object holds every lane
 };

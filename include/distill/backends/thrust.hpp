@@ -10,9 +10,10 @@
 // device_space tensors (thrust::device_vector, device_ptr); thrust_host(policy)
 // runs Thrust on host_space tensors. The row kernels are the same host/device
 // functions the CPU backend calls. On a GPU (nvcc, the CUDA device system),
-// kernels that declare cooperative_rows run one block of 256 threads per row
-// (detail::cooperative_rows, the threads as the lanes of block_lanes); the
-// others one thread per row.
+// kernels that declare cooperative_rows run one block per row, of the shape
+// they declare (gpu_row_shape: 256 threads by default, 1024 for long rows of
+// dkd and the divergences; detail::cooperative_rows, the threads as the lanes
+// of block_lanes); the others one thread per row.
 //
 // Workspace: the run step keeps one value per row (and one d/dT per row) in the
 // caller's workspace. On CUDA the run step sums them with its own one-block
@@ -34,6 +35,7 @@
 #include <thrust/transform.h>
 #include <thrust/transform_reduce.h>
 
+#include <concepts>
 #include <cstddef>
 #if defined(_OPENMP)
 #include <omp.h>
@@ -91,17 +93,19 @@ struct thrust_row_block_writer {
 };
 
 #if defined(__CUDACC__) && THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
-/// Threads of the block that runs one row of a cooperative row kernel on a GPU.
-inline constexpr int cuda_row_threads = 256;
-/// The consecutive lanes each thread holds: a kernel's `gpu_lanes_per_thread` where it declares
-/// one (4: one 16-byte access per thread and four independent chains, for the kernels with few
-/// values per element: kd, dkd, kd_topk), else 1 (the divergence kernel holds more values per
-/// element, and 2 or 4 lanes per thread made reverse_kd, jsd and tvd 20-70 % slower on an H100).
+/// A cooperative row kernel's block shape on a GPU (see gpu_row_shape): its `gpu_rows`, else 256
+/// threads of one lane; and its `gpu_long_rows`, if it declares them, for rows of at least one
+/// pack of that shape.
 template <class Kernel>
-inline constexpr int cuda_lanes_per_thread_v = 1;
+inline constexpr gpu_row_shape cuda_rows_v = [] {
+    if constexpr (requires { Kernel::gpu_rows; }) return Kernel::gpu_rows;
+    else return gpu_row_shape{};
+}();
 template <class Kernel>
-    requires requires { Kernel::gpu_lanes_per_thread; }
-inline constexpr int cuda_lanes_per_thread_v<Kernel> = Kernel::gpu_lanes_per_thread;
+concept has_gpu_long_rows = requires(const Kernel& k) {
+    Kernel::gpu_long_rows;
+    { k.columns() } -> std::convertible_to<index_t>;
+};
 
 /// *out = (accumulate ? *out : 0) + the sum of n values, by one block of 1024 threads (each a
 /// compensated sum of every 1024th value, then a block reduction): the run step's loss and d/dT
@@ -115,10 +119,10 @@ __global__ void __launch_bounds__(1024) sum_rows(const T* values, index_t n, T* 
 }
 
 /// Rows blockIdx.x, blockIdx.x + gridDim.x, ... of a cooperative row kernel, one block each.
-template <int Threads, class T, class Kernel>
+template <int Threads, int LanesPerThread, class T, class Kernel>
 __global__ void __launch_bounds__(Threads)
     cooperative_rows(Kernel kernel, index_t n, vector_ref<T> per_row_loss, T* per_row_dtemperature) {
-    using lanes = block_lanes<T, Threads, cuda_lanes_per_thread_v<Kernel>>;
+    using lanes = block_lanes<T, Threads, LanesPerThread>;
     for (index_t i = blockIdx.x; i < n; i += gridDim.x) {
         const row_result<T> r = run_row_with<lanes>(kernel, i);
         if (threadIdx.x == 0) {
@@ -126,6 +130,16 @@ __global__ void __launch_bounds__(Threads)
             if (per_row_dtemperature) per_row_dtemperature[i] = r.dtemperature;
         }
     }
+}
+
+/// Launches cooperative_rows with blocks of Threads threads of LanesPerThread lanes on `stream`:
+/// one block per row (grid-stride past 2^31 - 1 rows).
+template <int Threads, int LanesPerThread, class T, class Kernel>
+void launch_cooperative_rows(const Kernel& kernel, index_t n, vector_ref<T> per_row_loss, T* per_row_dtemperature,
+                             cudaStream_t stream) {
+    const index_t blocks = n < index_t(0x7fffffff) ? n : index_t(0x7fffffff);
+    cooperative_rows<Threads, LanesPerThread, T, Kernel>
+        <<<static_cast<unsigned>(blocks), Threads, 0, stream>>>(kernel, n, per_row_loss, per_row_dtemperature);
 }
 #endif
 }  // namespace detail
@@ -194,12 +208,24 @@ struct thrust_backend {
         } else {
 #if defined(__CUDACC__) && THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
             if constexpr (detail::cooperative_row_kernel<Kernel>) {
-                // One block per row, on the policy's stream (grid-stride past 2^31 - 1 rows).
+                // One block per row, on the policy's stream; long rows with the kernel's long-row
+                // shape where it has one.
                 Policy on = policy;
-                const index_t blocks = n < index_t(0x7fffffff) ? n : index_t(0x7fffffff);
-                detail::cooperative_rows<detail::cuda_row_threads, T, Kernel>
-                    <<<static_cast<unsigned>(blocks), detail::cuda_row_threads, 0, thrust::cuda_cub::stream(on)>>>(
-                        kernel, n, per_row_loss, per_row_dtemperature);
+                const cudaStream_t stream = thrust::cuda_cub::stream(on);
+                bool launched = false;
+                if constexpr (detail::has_gpu_long_rows<Kernel>) {
+                    constexpr detail::gpu_row_shape long_rows = Kernel::gpu_long_rows;
+                    if (kernel.columns() >= long_rows.pack_columns()) {
+                        detail::launch_cooperative_rows<long_rows.threads, long_rows.lanes_per_thread>(
+                            kernel, n, per_row_loss, per_row_dtemperature, stream);
+                        launched = true;
+                    }
+                }
+                if (!launched) {
+                    constexpr detail::gpu_row_shape rows = detail::cuda_rows_v<Kernel>;
+                    detail::launch_cooperative_rows<rows.threads, rows.lanes_per_thread>(kernel, n, per_row_loss,
+                                                                                          per_row_dtemperature, stream);
+                }
                 thrust::cuda_cub::throw_on_error(cudaPeekAtLastError(), "distill: launching the row kernel");
             } else
 #endif

@@ -121,6 +121,17 @@ inline constexpr bool row_kernel_takes_rows_after_v = requires(const Kernel& k) 
 template <class Kernel>
 concept cooperative_row_kernel = requires { requires Kernel::cooperative_rows; };
 
+/// How a cooperative row kernel runs on a GPU: one block of `threads` threads per row, each
+/// thread holding `lanes_per_thread` consecutive lanes (detail::block_lanes). A kernel declares
+/// its shape as `static constexpr gpu_row_shape gpu_rows` (else {256, 1}); it may also declare
+/// `gpu_long_rows` and `columns()`: rows of at least one pack of that shape (threads *
+/// lanes_per_thread columns) then run with it (see backends/thrust.hpp).
+struct gpu_row_shape {
+    int threads = 256;
+    int lanes_per_thread = 1;
+    constexpr index_t pack_columns() const noexcept { return static_cast<index_t>(threads) * lanes_per_thread; }
+};
+
 /// Row i of a cooperative row kernel with value type V, alone (no rows follow it on its worker).
 template <class V, class Kernel>
 DISTILL_HD auto run_row_with(const Kernel& kernel, index_t i) noexcept {

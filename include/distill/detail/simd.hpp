@@ -92,6 +92,8 @@ inline constexpr int lanes_v = 1;
 ///     leader (dkd's target class), scattered ones through subtract_at_lanes (kd_topk's ids).
 /// Cooperative value types take the plain strided form of the kernels (no prefetch, chunks, tiles
 /// or next-row scratch: those are for one host core).
+/// A cooperative type may also declare `later_passes_backwards = true`: a pass over a row that the
+/// previous pass has just read then runs its packs last to first (for_each_pack_revisit).
 template <class V>
 struct lane_group {
     static constexpr bool cooperative = false;
@@ -100,6 +102,11 @@ struct lane_group {
 };
 template <class V>
 inline constexpr bool cooperative_v = lane_group<V>::cooperative;
+template <class V>
+inline constexpr bool later_passes_backwards_v = [] {
+    if constexpr (requires { lane_group<V>::later_passes_backwards; }) return lane_group<V>::later_passes_backwards;
+    else return false;
+}();
 /// Whether V is a pack held by one host core (float_pack): the kernels' unit-stride forms, with
 /// prefetches, chunks and tiles, are for those.
 template <class V>
@@ -606,6 +613,43 @@ DISTILL_HD DISTILL_FORCE_INLINE void for_each_pack_in_blocks(index_t cols, Body&
     if constexpr (lanes > 1)
         if (c < cols) body(c, static_cast<int>(cols - c));
     end_block();
+}
+
+/// for_each_pack for a pass over a row that the previous pass has just read: where the value type
+/// says so (later_passes_backwards: a GPU block per row with few rows in flight), its packs run
+/// last to first, so that the pass starts with the lines the previous one read last, the likeliest
+/// to be still in the cache; elsewhere first to last, as the host's prefetchers expect. Lane k of
+/// each pack is the same worker's either way.
+template <class V, class Body>
+DISTILL_HD DISTILL_FORCE_INLINE void for_each_pack_revisit(index_t cols, Body&& body) noexcept {
+    if constexpr (later_passes_backwards_v<V>) {
+        constexpr int lanes = lanes_v<V>;
+        const index_t full = cols / lanes * lanes;
+        if (full < cols) body(full, static_cast<int>(cols - full));
+        for (index_t c = full; c > 0;) {
+            c -= lanes;
+            body(c, lanes);
+        }
+    } else {
+        for_each_pack<V>(cols, body);
+    }
+}
+/// for_each_pack_in_blocks for such a pass (end_block() after every `block` packs and at the end).
+template <class V, int block, class Body, class EndBlock>
+DISTILL_HD DISTILL_FORCE_INLINE void for_each_pack_in_blocks_revisit(index_t cols, Body&& body, EndBlock&& end_block) noexcept {
+    if constexpr (later_passes_backwards_v<V>) {
+        int filled = 0;
+        for_each_pack_revisit<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+            body(c, count);
+            if (++filled == block) {
+                end_block();
+                filled = 0;
+            }
+        });
+        end_block();
+    } else {
+        for_each_pack_in_blocks<V, block>(cols, body, end_block);
+    }
 }
 
 }  // namespace distill::detail

@@ -52,7 +52,8 @@ void check_method_parity(const Loss& loss, const Options& opts, const host_probl
     check_parity<T>(loss(distill::thrust_host(thrust::omp::par), ha.student, ha.teacher, ha.labels, ha.weight, opts),
                     cpu, hp.n);
     // The GPU's block-per-row path on the host (lockstep_backend.hpp): 64 lanes (most rows fit in
-    // one pack) and 4 (many packs, a partial last one).
+    // one pack; at 1000 columns, 16 packs whose later passes run backwards, as the GPU's long
+    // rows) and 4 (many packs, a partial last one, forwards).
     check_lockstep_parity<T>(loss(distill_test::lockstep_backend<64>{}, ha.student, ha.teacher, ha.labels, ha.weight, opts), cpu, hp.n);
     check_lockstep_parity<T>(loss(distill_test::lockstep_backend<4>{}, ha.student, ha.teacher, ha.labels, ha.weight, opts), cpu, hp.n);
     // Two OpenMP threads on the CPU backend (from 128 rows): a block of rows each.

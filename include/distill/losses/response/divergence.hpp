@@ -283,7 +283,7 @@ DISTILL_HD DISTILL_FORCE_INLINE softmax_pair_stats<T> softmax_pair_statistics(co
     blocked_sum<V> sum_s, sum_t;
     teacher_log_ratio_sums<V> ratio_sums;
     V gap_lanes = V(0);
-    for_each_pack_in_blocks<V, 16>(
+    for_each_pack_in_blocks_revisit<V, 16>(
         cols,
         [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
             next.fetch(c, true, false, true);
@@ -554,9 +554,16 @@ template <class T, class Label, class Terms>
 struct divergence_row_kernel {
     /// Written for cooperative value types too (see lane_group): one GPU block per row.
     static constexpr bool cooperative_rows = true;
+    /// On a GPU: 256 threads per row, one lane each (2 or 4 lanes per thread made reverse_kd, jsd
+    /// and tvd 20-70 % slower there: the kernel holds more values per element); rows of 4096
+    /// columns or more with 1024 threads of 4 lanes, one block per multiprocessor, the later passes
+    /// backwards (block_lanes' later_passes_backwards: 15-25 % faster on an H100, see bench/README).
+    static constexpr gpu_row_shape gpu_rows{256, 1}, gpu_long_rows{1024, 4};
     row_context<T, Label> ctx;
     T tau, inv_tau;
     Terms terms;
+
+    DISTILL_HD index_t columns() const noexcept { return ctx.student.cols; }
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i, 0); }
     /// Row i, when the caller runs the `rows_after` rows that follow it (i + 1, i + 2, ...) next, in
@@ -676,7 +683,7 @@ struct divergence_row_kernel {
                 constexpr bool dT = decltype(want_dtemperature)::value;
                 constexpr int sums = dT ? 7 : 2;  // loss, A, then B and the four d/dT sums
                 blocked_sum<V, 32> whole[sums];
-                for_each_pack_in_blocks<V, 32>(
+                for_each_pack_in_blocks_revisit<V, 32>(
                     cols,
                     [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                         next.fetch(c, false, true, false);
@@ -889,6 +896,8 @@ struct divergence_row_kernel {
                     store_lanes(g + c * cg, cg, count, scale * (a - ps * V(total_a)));
                 });
             } else {
+                // First to last: where the loss pass ran backwards (for_each_pack_revisit), the
+                // row's start is what it read last.
                 for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
                     const at_block e = evaluate(c, count);
                     ctx.put_grad(g + c * cg, cg, count, scale * (e.f.d_log_student - e.ps * V(total_a)));

@@ -78,10 +78,14 @@ template <class T, class Label>
 struct dkd_row_kernel {
     /// Written for cooperative value types too (see lane_group): one GPU block per row.
     static constexpr bool cooperative_rows = true;
-    /// Lanes per GPU thread (see cuda_lanes_per_thread_v in backends/thrust.hpp).
-    static constexpr int gpu_lanes_per_thread = 4;
+    /// On a GPU: 256 threads per row, 4 lanes each (one 16-byte access per thread, four
+    /// independent chains); rows of 4096 columns or more with 1024 threads, one block per
+    /// multiprocessor (see gpu_row_shape, and block_lanes' later_passes_backwards).
+    static constexpr gpu_row_shape gpu_rows{256, 4}, gpu_long_rows{1024, 4};
     row_context<T, Label> ctx;
     T tau, inv_tau, alpha, beta;
+
+    DISTILL_HD index_t columns() const noexcept { return ctx.student.cols; }
 
     DISTILL_HD row_result<T> operator()(index_t i) const noexcept { return row<row_value_t<T>>(i); }
 
@@ -155,7 +159,7 @@ struct dkd_row_kernel {
         const bool want_qs = g != nullptr || ctx.want_dtemperature;
         const T pad = -infinity_v<T>;  // lanes past the row's end and the target: probability 0
         V nckd = V(0), qs_ds = V(0), qt_dt = V(0), term_dt = V(0), dq_ds = V(0);
-        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+        for_each_pack_revisit<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
             if (next_t) prefetch(next_t + c);
             const V ds = tempered(load_lanes_excluding<V>(s, c, cs, count, pad, y)) - V(max_so);
             const V dt = tempered(load_lanes_excluding<V>(t, c, ct, count, pad, y)) - V(max_to);

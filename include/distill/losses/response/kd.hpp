@@ -89,8 +89,9 @@ template <class T, class Label>
 struct kd_row_kernel {
     /// Written for cooperative value types too (see lane_group): one GPU block per row.
     static constexpr bool cooperative_rows = true;
-    /// Lanes per GPU thread (see cuda_lanes_per_thread_v in backends/thrust.hpp).
-    static constexpr int gpu_lanes_per_thread = 4;
+    /// On a GPU: 256 threads per row, 4 lanes each (one 16-byte access per thread, four
+    /// independent chains; see gpu_row_shape).
+    static constexpr gpu_row_shape gpu_rows{256, 4};
     row_context<T, Label> ctx;
     T tau, inv_tau;
     bool standardize;
@@ -152,7 +153,7 @@ struct kd_row_kernel {
         V kl = V(0), centred_s = V(0), centred_t = V(0), teacher_mean = V(0), grad_dot_u = V(0);
         const V ratio = V(st.sum_s / st.sum_t);
         const T grad_factor = gscale * st.inv_sum_s;
-        for_each_pack<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
+        for_each_pack_revisit<V>(cols, [&](index_t c, int count) DISTILL_LAMBDA_INLINE {
             if (next_t) prefetch(next_t + c);
             const V x = load_lanes<V>(s + c * cs, cs, count, pad);
             const V ds = fs(x) - st.max_s, dt = ft(load_lanes<V>(t + c * ct, ct, count, pad)) - st.max_t;

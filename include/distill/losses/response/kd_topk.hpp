@@ -238,8 +238,9 @@ template <class T, class Index, class Label>
 struct kd_topk_row_kernel {
     /// Written for cooperative value types too (see lane_group): one GPU block per row.
     static constexpr bool cooperative_rows = true;
-    /// Lanes per GPU thread (see cuda_lanes_per_thread_v in backends/thrust.hpp).
-    static constexpr int gpu_lanes_per_thread = 4;
+    /// On a GPU: 256 threads per row, 4 lanes each (one 16-byte access per thread, four
+    /// independent chains; see gpu_row_shape).
+    static constexpr gpu_row_shape gpu_rows{256, 4};
     row_context<T, Label> ctx;
     matrix_ref<const Index> ids;
     T tau, inv_tau;
